@@ -1,0 +1,101 @@
+"""The tenfold error tree.
+
+Every error a client can see is a :class:`TenfoldError`; the API layer maps
+each class to one HTTP status in :data:`tenfold.server.errors.STATUS` (one table,
+one place)::
+
+    TenfoldError
+    ├── BadRequest              400  the request is well-formed JSON but unusable
+    │   ├── InvalidInput        422  schema/validation error (says which field)
+    │   └── PayloadTooLarge     413  body over the configured limit
+    ├── NotFound                404
+    │   └── ModelNotFound       404  unknown model name
+    ├── Overloaded              503  shed: predicted to miss its deadline (Retry-After)
+    │   └── QueueFull           429  backpressure: too much queued (Retry-After)
+    ├── DeadlineExceeded        504  the deadline passed before the result
+    ├── NotReady                503  models still loading
+    └── ModelError              500  the model raised on this item (carries its message)
+        └── WorkerCrashed       500  the worker process died while running the item
+
+:class:`ItemError` is what a model may *return* in place of one output to fail
+that item alone; it becomes a ``ModelError`` for that item.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TenfoldError(Exception):
+    """Base of every error tenfold reports to a client."""
+
+    type: str = "error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(TenfoldError):
+    type = "bad_request"
+
+
+class InvalidInput(BadRequest):
+    type = "invalid_input"
+
+
+class PayloadTooLarge(BadRequest):
+    type = "payload_too_large"
+
+
+class NotFound(TenfoldError):
+    type = "not_found"
+
+
+class ModelNotFound(NotFound):
+    type = "model_not_found"
+
+
+class Overloaded(TenfoldError):
+    """Shed before computing. ``retry_after_s`` feeds the Retry-After header."""
+
+    type = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
+
+
+class QueueFull(Overloaded):
+    type = "queue_full"
+
+
+class DeadlineExceeded(TenfoldError):
+    type = "deadline_exceeded"
+
+
+class NotReady(TenfoldError):
+    type = "not_ready"
+
+
+class ModelError(TenfoldError):
+    type = "model_error"
+
+
+class WorkerCrashed(ModelError):
+    type = "worker_crashed"
+
+
+class ItemError(Exception):
+    """Return (or raise) this from ``predict`` to fail one item without its batch-mates."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
