@@ -1,0 +1,1 @@
+"""Bundled real models: ``embed`` (all-MiniLM-L6-v2) and ``classify`` (scikit-learn)."""

@@ -1,0 +1,1 @@
+"""Running models: failure isolation, worker processes and the batching driver."""
