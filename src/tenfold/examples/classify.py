@@ -32,7 +32,7 @@ def train() -> Any:
     data = load_iris()
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     clf.fit(data.data, data.target)
-    clf.target_names_ = list(data.target_names)
+    clf.target_names_ = [str(n) for n in data.target_names]
     return clf
 
 
