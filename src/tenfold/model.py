@@ -41,12 +41,19 @@ class Model(Generic[In, Out]):
     """Base class of a servable model. Subclasses set ``name`` and implement ``predict``."""
 
     name: ClassVar[str] = ""
-    version: ClassVar[str] = "1"
+    #: Part of every cache key; an instance may refine it (e.g. ``"1+onnx-int8"``).
+    version: str = "1"
     #: Type each input is validated against (pydantic); ``None`` accepts any JSON value.
     input_model: ClassVar[Any] = None
     #: Per-model batching defaults; the server config overrides them.
     max_batch_size: ClassVar[int | None] = None
     batch_timeout_ms: ClassVar[float | None] = None
+
+    def __init__(self, **options: Any) -> None:
+        """``options`` come from the config (``[models.NAME.options]``) or a variant's
+        ``variant.json``; the instance is built in the API process (no weights) and in
+        each worker process, where ``load`` follows."""
+        self.options = options
 
     def load(self) -> None:
         """Load weights. Called once in each worker process before the first batch."""
