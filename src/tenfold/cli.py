@@ -1,0 +1,156 @@
+"""The ``tenfold`` command line.
+
+``tenfold serve MODULE:CLASS`` or ``tenfold serve --example embed``; see
+``tenfold --help`` and ``tenfold serve --help``. The environment is read
+here, once, and handed to :func:`tenfold.config.load_settings`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tenfold.model import EXAMPLES
+
+app = typer.Typer(
+    help="tenfold: serve AI models at scale (batching, caching, queues, cost planning).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@app.callback()
+def _root() -> None:
+    """tenfold: serve AI models at scale."""
+
+
+def _curl_line(host: str, port: int, model: str, target: str) -> str:
+    example = {
+        "tenfold.examples.embed:Embed": '{"input": "The quick brown fox"}',
+        "tenfold.examples.classify:Classify": '{"input": {"sepal_length": 5.1, '
+        '"sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}}',
+    }.get(target, '{"input": ...}')
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return (
+        f"curl -s http://{shown}:{port}/v1/models/{model}/predict "
+        f"-H 'content-type: application/json' -d '{example}'"
+    )
+
+
+@app.command()
+def serve(
+    targets: Annotated[
+        list[str] | None, typer.Argument(help="MODULE:CLASS of a tenfold.Model subclass")
+    ] = None,
+    example: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Serve a bundled example: {', '.join(EXAMPLES)} (repeatable)"),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [8000]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes per model [1]")] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="Max items per batch [model's, else 32]")
+    ] = None,
+    batch_timeout_ms: Annotated[
+        float | None, typer.Option(help="Max wait of the oldest item before a flush [10]")
+    ] = None,
+    latency_budget_ms: Annotated[
+        float | None, typer.Option(help="Adaptive batching: per-request latency budget")
+    ] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help="Request body limit [10 MiB]")] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="Serve an optimized variant directory (tenfold optimize)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level")] = "info",
+) -> None:
+    """Serve models over HTTP with dynamic batching."""
+    import uvicorn
+
+    from tenfold.config import load_settings
+    from tenfold.server.app import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Like uvicorn: MODULE:CLASS resolves against the current directory too.
+    sys.path.insert(0, os.getcwd())
+    try:
+        settings = load_settings(
+            targets=[*(targets or []), *(example or [])],
+            config_path=config,
+            environ=os.environ,
+            server_flags={"host": host, "port": port, "max_body_bytes": max_body_bytes},
+            model_flags={
+                "workers": workers,
+                "max_batch_size": max_batch_size,
+                "batch_timeout_ms": batch_timeout_ms,
+                "latency_budget_ms": latency_budget_ms,
+            },
+            variant=variant,
+        )
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+    state: dict[str, Any] = {"server": None, "failed": None}
+
+    def on_ready(service: Any, index: int, info: dict[str, Any]) -> None:
+        console.print(
+            f"  {service.name}: worker {index + 1}/{service.settings.workers} loaded "
+            f"in {info.get('load_s', 0):.1f} s (pid {info.get('pid')})"
+        )
+        if service.ready:
+            console.print(
+                f"[green]ready[/green]: {service.name} {service.version}. Try:\n  "
+                + _curl_line(settings.host, settings.port, service.name, service.target)
+            )
+
+    def on_fatal(message: str) -> None:
+        console.print(f"[red]error:[/red] {message}")
+        state["failed"] = message
+        if state["server"] is not None:
+            state["server"].should_exit = True
+
+    try:
+        application = create_app(settings, on_ready=on_ready, on_fatal=on_fatal)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for service in application.state.server.services.values():
+        c = service.config
+        mode = f"adaptive, budget {c.latency_budget_ms} ms" if c.adaptive else "fixed"
+        console.print(
+            f"tenfold: loading {service.name} ({service.target}, version {service.version}) "
+            f"on {service.settings.workers} worker(s); batching {mode}, "
+            f"max_batch_size {c.max_batch_size}, batch_timeout_ms {c.batch_timeout_ms}"
+        )
+    console.print(f"tenfold: listening on http://{settings.host}:{settings.port} (docs at /docs)")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    )
+    state["server"] = server
+    server.run()
+    if state["failed"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

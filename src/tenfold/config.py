@@ -1,0 +1,154 @@
+"""Settings: typed, frozen, validated when built; read once.
+
+Sources, later wins: defaults < TOML file (``--config tenfold.toml``) <
+environment (``TENFOLD_*``, passed in as a mapping, never read at import) <
+command-line flags. Example file::
+
+    [server]
+    host = "127.0.0.1"
+    port = 8000
+    max_body_bytes = 10485760     # 10 MiB
+    request_timeout_ms = 30000
+
+    [models.embed]
+    target = "embed"              # or "mypackage.models:MyModel"
+    workers = 1
+    max_batch_size = 32
+    batch_timeout_ms = 10
+    # latency_budget_ms = 250     # adaptive batching
+    [models.embed.options]        # keyword options for the model class
+
+Environment variables: ``TENFOLD_HOST``, ``TENFOLD_PORT``,
+``TENFOLD_MAX_BODY_BYTES``, ``TENFOLD_REQUEST_TIMEOUT_MS``, and, for every
+model, ``TENFOLD_WORKERS``, ``TENFOLD_MAX_BATCH_SIZE``,
+``TENFOLD_BATCH_TIMEOUT_MS``, ``TENFOLD_LATENCY_BUDGET_MS``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tenfold.model import resolve_target
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    target: str
+    workers: int = 1
+    max_batch_size: int | None = None
+    batch_timeout_ms: float | None = None
+    latency_budget_ms: float | None = None
+    length_aware: bool = True
+    max_queue_items: int = 10_000
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        resolve_target(self.target)  # fails early with a clear message
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    models: tuple[ModelSettings, ...]
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 10 * 1024 * 1024
+    request_timeout_ms: float = 30_000.0
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("no model to serve: give MODULE:CLASS or --example embed|classify")
+        if not 0 < self.port < 65536 and self.port != 0:
+            raise ValueError("port must be in 1..65535")
+        if self.max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
+        if self.request_timeout_ms <= 0:
+            raise ValueError("request_timeout_ms must be positive")
+
+
+_MODEL_ENV = {
+    "TENFOLD_WORKERS": ("workers", int),
+    "TENFOLD_MAX_BATCH_SIZE": ("max_batch_size", int),
+    "TENFOLD_BATCH_TIMEOUT_MS": ("batch_timeout_ms", float),
+    "TENFOLD_LATENCY_BUDGET_MS": ("latency_budget_ms", float),
+}
+_SERVER_ENV = {
+    "TENFOLD_HOST": ("host", str),
+    "TENFOLD_PORT": ("port", int),
+    "TENFOLD_MAX_BODY_BYTES": ("max_body_bytes", int),
+    "TENFOLD_REQUEST_TIMEOUT_MS": ("request_timeout_ms", float),
+}
+
+
+def _env(environ: Mapping[str, str], table: Mapping[str, tuple[str, type]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for var, (key, kind) in table.items():
+        if var in environ and environ[var] != "":
+            try:
+                out[key] = kind(environ[var])
+            except ValueError as exc:
+                raise ValueError(f"{var}={environ[var]!r} is not a valid {kind.__name__}") from exc
+    return out
+
+
+def read_variant(directory: str | Path) -> tuple[str, dict[str, Any]]:
+    """``(target, options)`` from a variant directory's ``variant.json`` (``tenfold optimize``)."""
+    path = Path(directory) / "variant.json"
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ValueError(
+            f"{path} not found: is {directory} a variant built by tenfold optimize?"
+        ) from exc
+    return str(spec["target"]), dict(spec.get("options", {}))
+
+
+def load_settings(
+    *,
+    targets: list[str] | None = None,
+    config_path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    server_flags: Mapping[str, Any] | None = None,
+    model_flags: Mapping[str, Any] | None = None,
+    variant: str | None = None,
+) -> ServerSettings:
+    """Merge defaults, the TOML file, the environment and flags (``None`` flags are unset)."""
+    environ = environ or {}
+    doc: dict[str, Any] = {}
+    if config_path is not None:
+        with open(config_path, "rb") as fh:
+            doc = tomllib.load(fh)
+    server: dict[str, Any] = dict(doc.get("server", {}))
+    server.update(_env(environ, _SERVER_ENV))
+    server.update({k: v for k, v in (server_flags or {}).items() if v is not None})
+
+    file_models: dict[str, dict[str, Any]] = {
+        name: dict(spec) for name, spec in doc.get("models", {}).items()
+    }
+    specs: list[dict[str, Any]] = []
+    if targets:
+        for target in targets:
+            spec = dict(file_models.get(target, {}))
+            spec["target"] = spec.get("target", target)
+            specs.append(spec)
+    else:
+        for name, spec in file_models.items():
+            spec.setdefault("target", name)
+            specs.append(spec)
+    if variant is not None:
+        if len(specs) != 1:
+            raise ValueError("--variant applies to exactly one model")
+        target, options = read_variant(variant)
+        specs[0]["target"] = target
+        specs[0]["options"] = {**specs[0].get("options", {}), **options}
+
+    overrides = _env(environ, _MODEL_ENV)
+    overrides.update({k: v for k, v in (model_flags or {}).items() if v is not None})
+    models = tuple(replace(ModelSettings(**spec), **overrides) for spec in specs)
+    return ServerSettings(models=models, **server)

@@ -1,0 +1,58 @@
+"""The worker process: load the model once, then run the batches it is sent.
+
+Messages over a :mod:`multiprocessing` pipe between tenfold's own processes
+(pickle is safe here: both ends are ours; durable queues carry JSON only)::
+
+    parent -> worker   ("batch", batch_id, [[item, ...], ...])   sub-batches, run in order
+                       ("stop",)
+    worker -> parent   ("ready", {"pid": ..., "load_s": ...})
+                       ("load_failed", "TypeError: ...")
+                       ("result", batch_id, [[outcome, ...], ...], [(n, seconds), ...])
+
+An outcome is the model's output or an
+:class:`~tenfold.runtime.isolation.ItemFailure`. A Python exception never
+kills the worker (bisection isolates it); a hard crash (segfault, ``os._exit``)
+closes the pipe, and the pool fails that batch and starts a replacement.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tenfold.model import load_model_class
+from tenfold.runtime.isolation import run_isolated
+
+
+def worker_main(conn: Connection, target: str, options: dict[str, Any]) -> None:
+    # Ctrl-C goes to the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.perf_counter()
+    try:
+        model = load_model_class(target)(**options)
+        model.load()
+    except BaseException as exc:  # report every load failure, then exit
+        conn.send(("load_failed", f"{type(exc).__name__}: {exc}"))
+        conn.close()
+        return
+    conn.send(("ready", {"pid": os.getpid(), "load_s": time.perf_counter() - started}))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if message[0] == "stop":
+            return
+        _, batch_id, sub_batches = message
+        outcomes: list[list[Any]] = []
+        timings: list[tuple[int, float]] = []
+        for items in sub_batches:
+            t0 = time.perf_counter()
+            outcomes.append(run_isolated(model.predict, items))
+            timings.append((len(items), time.perf_counter() - t0))
+        conn.send(("result", batch_id, outcomes, timings))
