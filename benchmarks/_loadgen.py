@@ -1,0 +1,87 @@
+"""Closed-loop HTTP load generator (run as its own process so it does not share the
+server's CPU accounting): CONCURRENCY clients, each sends its next request as soon as
+the previous one answers. Prints one JSON line with counts, latencies and its own CPU.
+
+    python benchmarks/_loadgen.py URL --concurrency 64 --seconds 20 --warmup 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from tenfold.examples.sentences import sentences
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    texts = sentences(args.sentences, seed=args.seed)
+    random.Random(args.seed).shuffle(texts)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    next_index = 0
+    t_start = time.perf_counter()
+    t_measure = t_start + args.warmup
+    t_end = t_measure + args.seconds
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal next_index
+        while True:
+            now = time.perf_counter()
+            if now >= t_end:
+                return
+            text = texts[next_index % len(texts)]
+            next_index += 1
+            t0 = time.perf_counter()
+            async with session.post(args.url, json={"input": text}) as resp:
+                await resp.read()
+                status = resp.status
+            t1 = time.perf_counter()
+            if t0 >= t_measure and t1 <= t_end:
+                latencies.append(t1 - t0)
+                statuses[status] = statuses.get(status, 0) + 1
+
+    conn = aiohttp.TCPConnector(limit=args.concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        await asyncio.gather(*(client(session) for _ in range(args.concurrency)))
+    latencies.sort()
+    n = len(latencies)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+
+    def pct(p: float) -> float:
+        return 1000 * latencies[min(n - 1, int(p * n))] if n else float("nan")
+
+    return {
+        "completed": n,
+        "ok": statuses.get(200, 0),
+        "statuses": statuses,
+        "items_per_s": statuses.get(200, 0) / args.seconds,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "client_cpu_s": usage.ru_utime + usage.ru_stime,
+        "wall_s": time.perf_counter() - t_start,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("url")
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--warmup", type=float, default=3)
+    p.add_argument("--sentences", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=7)
+    print(json.dumps(asyncio.run(run(p.parse_args()))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Every endpoint and every error status, in-process (ASGI), with real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from tenfold.config import ModelSettings, ServerSettings
+from tenfold.server.app import create_app
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI, *, wait_ready: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://tenfold") as client:
+            if wait_ready:
+                for _ in range(600):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("model never became ready")
+            yield client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def upper(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
+    log = tmp_path_factory.mktemp("upper") / "computed.log"
+    settings = ServerSettings(
+        models=(
+            ModelSettings(
+                target="toymodels:Upper",
+                workers=1,
+                max_batch_size=32,
+                batch_timeout_ms=30,
+                max_queue_items=64,
+                options={"log_path": str(log)},
+            ),
+        ),
+        max_body_bytes=4096,
+    )
+    app = create_app(settings)
+    async with running(app) as client:
+        yield {"client": client, "log": log, "app": app}
+
+
+def computed(log: Path) -> list[str]:
+    return log.read_text().split("\n") if log.exists() else []
+
+
+async def test_predict_one_and_many(upper):
+    c = upper["client"]
+    r = await c.post("/v1/models/upper/predict", json={"input": "abc"})
+    assert r.status_code == 200
+    assert r.json() == {"output": "ABC", "model": "upper", "version": "1"}
+    r = await c.post("/v1/models/upper/predict", json={"inputs": ["a", "boom", "c"]})
+    assert r.status_code == 200
+    outs = r.json()["outputs"]
+    assert outs[0] == "A" and outs[2] == "C"
+    assert outs[1]["error"]["type"] == "model_error"
+    assert "cannot upper-case 'boom'" in outs[1]["error"]["message"]
+
+
+async def test_poison_item_in_a_batch_of_32_fails_alone(upper):
+    c = upper["client"]
+    texts = [f"item {i}" for i in range(32)]
+    texts[17] = "boom"
+    before = (await c.get("/v1/stats")).json()["models"]["upper"]["batches"]["histogram"]
+    responses = await asyncio.gather(
+        *(c.post("/v1/models/upper/predict", json={"input": t}) for t in texts)
+    )
+    for t, r in zip(texts, responses, strict=True):
+        if t == "boom":
+            assert r.status_code == 500
+            err = r.json()["error"]
+            assert err["type"] == "model_error"
+            assert err["message"] == "cannot upper-case 'boom'"
+        else:
+            assert r.status_code == 200, r.text
+            assert r.json()["output"] == t.upper()
+    after = (await c.get("/v1/stats")).json()["models"]["upper"]["batches"]["histogram"]
+    assert after.get("32", 0) == before.get("32", 0) + 1  # all 32 ran as one batch
+    # the worker keeps serving
+    r = await c.post("/v1/models/upper/predict", json={"input": "still here"})
+    assert r.json()["output"] == "STILL HERE"
+
+
+async def test_unknown_model_is_404_json(upper):
+    r = await upper["client"].post("/v1/models/nope/predict", json={"input": "x"})
+    assert r.status_code == 404
+    assert r.json()["error"]["type"] == "model_not_found"
+    assert r.json()["error"]["details"] == {"available": ["upper"]}
+    r = await upper["client"].get("/no/such/route")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+
+
+async def test_oversize_body_is_413_by_declared_length(upper):
+    r = await upper["client"].post("/v1/models/upper/predict", json={"input": "x" * 5000})
+    assert r.status_code == 413
+    assert r.json()["error"]["type"] == "payload_too_large"
+
+
+async def test_oversize_body_is_413_when_streamed_without_length(upper):
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"input": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    r = await upper["client"].post(
+        "/v1/models/upper/predict", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 413
+
+
+async def test_lying_content_length_is_not_trusted(upper):
+    # A small declared length with a large body: the count of received bytes decides.
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"input": "' + b"x" * 6000 + b'"}'
+
+    r = await upper["client"].post(
+        "/v1/models/upper/predict",
+        content=chunks(),
+        headers={"content-type": "application/json", "content-length": "10"},
+    )
+    assert r.status_code in (413, 422)
+    assert r.status_code == 413 or "JSON" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "body"),
+        ({"input": "a", "inputs": ["b"]}, "body"),
+        ({"inputs": []}, "body.inputs"),
+        ({"input": ""}, "input"),
+        ({"inputs": ["ok", 7]}, "inputs.1"),
+        ({"input": "a", "surprise": 1}, "body.surprise"),
+        ({"input": "a", "timeout_ms": -5}, "body.timeout_ms"),
+    ],
+)
+async def test_schema_errors_are_422_and_name_the_field(upper, body, field):
+    r = await upper["client"].post("/v1/models/upper/predict", json=body)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_input"
+    assert any(d["field"].startswith(field) for d in err["details"]), err
+
+
+async def test_malformed_json_is_422(upper):
+    r = await upper["client"].post(
+        "/v1/models/upper/predict",
+        content=b'{"input": ',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert "not valid JSON" in r.json()["error"]["message"]
+
+
+async def test_deadline_passing_while_queued_is_504_and_never_computed(upper):
+    c = upper["client"]
+    slow = asyncio.create_task(c.post("/v1/models/upper/predict", json={"input": "sleep:0.6"}))
+    await asyncio.sleep(0.15)  # the slow item is running
+    r = await c.post(
+        "/v1/models/upper/predict", json={"input": "too late to compute", "timeout_ms": 100}
+    )
+    assert r.status_code == 504
+    assert r.json()["error"]["type"] == "deadline_exceeded"
+    assert (await slow).status_code == 200
+    await c.post("/v1/models/upper/predict", json={"input": "flush"})
+    assert "too late to compute" not in computed(upper["log"])
+
+
+async def test_queue_full_is_429_with_retry_after(upper):
+    c = upper["client"]
+    slow = asyncio.create_task(c.post("/v1/models/upper/predict", json={"input": "sleep:0.5"}))
+    await asyncio.sleep(0.15)
+    flood = await asyncio.gather(
+        *(c.post("/v1/models/upper/predict", json={"inputs": ["q"] * 20}) for _ in range(5))
+    )
+    codes = sorted(r.status_code for r in flood)
+    assert 429 in codes and 200 in codes  # 64 items fit, 100 do not
+    refused = next(r for r in flood if r.status_code == 429)
+    assert refused.json()["error"]["type"] == "queue_full"
+    assert int(refused.headers["retry-after"]) >= 1
+    await slow
+
+
+async def test_models_stats_health_metrics_openapi(upper):
+    c = upper["client"]
+    models = (await c.get("/v1/models")).json()["models"]
+    assert models[0]["name"] == "upper" and models[0]["version"] == "1"
+    assert models[0]["batching"]["max_batch_size"] == 32
+    assert models[0]["batching"]["length_aware"] is True
+    assert (await c.get("/healthz")).json() == {"status": "ok"}
+    assert (await c.get("/readyz")).status_code == 200
+    stats = (await c.get("/v1/stats")).json()["models"]["upper"]
+    assert stats["requests"]["total"] > 0
+    assert stats["latency_ms"]["p99"] >= stats["latency_ms"]["p50"] > 0
+    assert stats["batches"]["mean_size"] >= 1
+    assert "wait_ms" in stats["queue"]
+    text = (await c.get("/metrics")).text
+    for name in (
+        "tenfold_requests_total{",
+        "tenfold_batch_size_bucket{",
+        "tenfold_inferences_total{",
+        "tenfold_batcher_wait_seconds_bucket{",
+        "tenfold_request_duration_seconds_bucket{",
+    ):
+        assert name in text
+    spec = (await c.get("/openapi.json")).json()
+    assert "/v1/models/{model}/predict" in spec["paths"]
+
+
+async def test_worker_crash_fails_the_batch_and_the_worker_is_replaced(upper):
+    c = upper["client"]
+    r = await c.post("/v1/models/upper/predict", json={"input": "crash"})
+    assert r.status_code == 500
+    assert r.json()["error"]["type"] == "worker_crashed"
+    for _ in range(600):
+        if (await c.get("/readyz")).status_code == 200:
+            break
+        await asyncio.sleep(0.05)
+    r = await c.post("/v1/models/upper/predict", json={"input": "back"})
+    assert r.status_code == 200 and r.json()["output"] == "BACK"
+    assert (await c.get("/v1/stats")).json()["models"]["upper"]["worker_restarts"] == 1
+
+
+async def test_not_ready_until_loaded_is_503(tmp_path):
+    gate = tmp_path / "go"
+    settings = ServerSettings(
+        models=(ModelSettings(target="toymodels:Upper", options={"wait_for_file": str(gate)}),)
+    )
+    app = create_app(settings)
+    async with running(app, wait_ready=False) as c:
+        r = await c.get("/readyz")
+        assert r.status_code == 503 and r.json()["error"]["type"] == "not_ready"
+        r = await c.post("/v1/models/upper/predict", json={"input": "x"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert (await c.get("/healthz")).status_code == 200
+        gate.touch()
+        for _ in range(600):
+            if (await c.get("/readyz")).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        r = await c.post("/v1/models/upper/predict", json={"input": "x"})
+        assert r.json()["output"] == "X"
+
+
+async def test_adaptive_mode_learns_the_curve_and_sheds_with_retry_after():
+    settings = ServerSettings(
+        models=(
+            ModelSettings(
+                target="toymodels:Sleepy",
+                max_batch_size=8,
+                batch_timeout_ms=5,
+                latency_budget_ms=300,
+            ),
+        )
+    )
+    app = create_app(settings)
+    async with running(app) as c:
+        # Warm up with batches of several sizes so the a*n+b fit exists.
+        for n in (1, 2, 4, 8, 3, 6):
+            r = await c.post("/v1/models/sleepy/predict", json={"inputs": list(range(n))})
+            assert r.status_code == 200
+        fit = (await c.get("/v1/stats")).json()["models"]["sleepy"]["latency_model"]
+        assert fit["fitted"]
+        assert 10 <= fit["slope_ms_per_item"] <= 40  # true value 20 ms per item
+        flood = await asyncio.gather(
+            *(c.post("/v1/models/sleepy/predict", json={"input": i}) for i in range(80))
+        )
+        codes = [r.status_code for r in flood]
+        assert codes.count(200) > 0
+        shed = [r for r in flood if r.status_code == 503]
+        assert shed, codes
+        assert all(int(r.headers["retry-after"]) >= 1 for r in shed)
+        assert shed[0].json()["error"]["type"] == "overloaded"
+        stats = (await c.get("/v1/stats")).json()["models"]["sleepy"]
+        assert stats["shed"].get("predicted_miss", 0) >= len(shed)
