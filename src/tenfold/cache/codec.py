@@ -27,7 +27,7 @@ def encode_array(array: npt.ArrayLike, dtype: str = "<f4") -> bytes:
     """``array`` as ``dtype`` (default little-endian float32) with its header."""
     if dtype not in ALLOWED_DTYPES:
         raise ValueError(f"dtype {dtype!r} not one of {sorted(ALLOWED_DTYPES)}")
-    arr = np.ascontiguousarray(array, dtype=np.dtype(dtype))
+    arr = np.asarray(array, dtype=np.dtype(dtype), order="C")
     if arr.ndim > 255:
         raise ValueError("too many dimensions")
     code = dtype.encode()
