@@ -20,7 +20,7 @@ Call forms::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
@@ -72,7 +72,9 @@ class CacheStack:
         if url is not None:
             # Fail at startup on a bad URL, not at the first request.
             result_backend = self._open("result")
-            self.result = ResultCache(result_backend, config=self.settings.result)
+            # One namespace for every layer: the stack's wins over the result config's.
+            result_config = replace(self.settings.result, namespace=self.settings.namespace)
+            self.result = ResultCache(result_backend, config=result_config)
 
     @classmethod
     def from_url(
