@@ -272,3 +272,21 @@ async def test_a_leader_cancelled_during_its_lookup_hands_over_to_a_follower() -
     finally:
         await backend.delete_prefix(namespace + ":")
         await backend.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, False),
+        ("", False),
+        ("no-cache", True),
+        ("max-age=0, No-Cache", True),
+        ('no-cache="set-cookie"', True),
+        ("no-store", False),
+        ("max-age=60", False),
+    ],
+)
+def test_no_cache_requested(header: str | None, expected: bool) -> None:
+    from tenfold.cache import no_cache_requested
+
+    assert no_cache_requested(header) is expected

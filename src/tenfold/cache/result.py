@@ -34,7 +34,13 @@ from tenfold.cache.keys import DEFAULT_NAMESPACE, KEY_SCHEMA_VERSION, model_pref
 from tenfold.cache.resilient import ResilientBackend
 from tenfold.cache.stats import LayerStats, Outcome
 
-__all__ = ["DEFAULT_RESULT_TTL_S", "CachedResult", "ResultCache", "ResultCacheConfig"]
+__all__ = [
+    "DEFAULT_RESULT_TTL_S",
+    "CachedResult",
+    "ResultCache",
+    "ResultCacheConfig",
+    "no_cache_requested",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,15 @@ class CachedResult:
     def header(self) -> str:
         """``X-Tenfold-Cache`` value: ``hit`` when no model call was made for this request."""
         return "hit" if self.outcome in (Outcome.HIT, Outcome.COALESCED) else "miss"
+
+
+def no_cache_requested(cache_control: str | None) -> bool:
+    """True when a ``Cache-Control`` request header carries the ``no-cache`` directive."""
+    if not cache_control:
+        return False
+    return any(
+        part.split("=", 1)[0].strip().lower() == "no-cache" for part in cache_control.split(",")
+    )
 
 
 def _retrieve(flight: asyncio.Future[Any]) -> None:
