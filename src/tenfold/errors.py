@@ -14,8 +14,10 @@ one place)::
     │   └── QueueFull           429  backpressure: too much queued (Retry-After)
     ├── DeadlineExceeded        504  the deadline passed before the result
     ├── NotReady                503  models still loading
-    └── ModelError              500  the model raised on this item (carries its message)
-        └── WorkerCrashed       500  the worker process died while running the item
+    ├── ModelError              500  the model raised on this item (carries its message)
+    │   └── WorkerCrashed       500  the worker process died while running the item
+    └── CacheUnavailable        503  a cache backend failed (internal: the resilient
+                                     wrapper turns it into a miss; never sent)
 
 :class:`ItemError` is what a model may *return* in place of one output to fail
 that item alone; it becomes a ``ModelError`` for that item.
@@ -99,3 +101,13 @@ class ItemError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class CacheUnavailable(TenfoldError):
+    """A cache backend failed or timed out.
+
+    Raised by raw backends at their boundary; :class:`tenfold.cache.resilient.
+    ResilientBackend` turns it into a miss or a no-op, so it never reaches a client.
+    """
+
+    type = "cache_unavailable"
