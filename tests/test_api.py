@@ -188,7 +188,10 @@ async def test_queue_full_is_429_with_retry_after(upper):
     slow = asyncio.create_task(c.post("/v1/models/upper/predict", json={"input": "sleep:0.5"}))
     await asyncio.sleep(0.15)
     flood = await asyncio.gather(
-        *(c.post("/v1/models/upper/predict", json={"inputs": ["q"] * 20}) for _ in range(5))
+        *(
+            c.post("/v1/models/upper/predict", json={"inputs": [f"q{i}-{j}" for j in range(20)]})
+            for i in range(5)
+        )
     )
     codes = sorted(r.status_code for r in flood)
     assert 429 in codes and 200 in codes  # 64 items fit, 100 do not
@@ -268,7 +271,8 @@ async def test_adaptive_mode_learns_the_curve_and_sheds_with_retry_after():
                 batch_timeout_ms=5,
                 latency_budget_ms=300,
             ),
-        )
+        ),
+        cache_url=None,  # every request must reach the batcher
     )
     app = create_app(settings)
     async with running(app) as c:
@@ -290,3 +294,49 @@ async def test_adaptive_mode_learns_the_curve_and_sheds_with_retry_after():
         assert shed[0].json()["error"]["type"] == "overloaded"
         stats = (await c.get("/v1/stats")).json()["models"]["sleepy"]
         assert stats["shed"].get("predicted_miss", 0) >= len(shed)
+
+
+async def test_result_cache_hit_miss_bypass_and_purge(upper):
+    c = upper["client"]
+    body = {"input": "cache me"}
+    first = await c.post("/v1/models/upper/predict", json=body)
+    assert first.headers["x-tenfold-cache"] == "miss"
+    again = await c.post("/v1/models/upper/predict", json=body)
+    assert again.headers["x-tenfold-cache"] == "hit"
+    assert again.json() == first.json()
+    assert computed(upper["log"]).count("cache me") == 1
+    fresh = await c.post(
+        "/v1/models/upper/predict", json=body, headers={"cache-control": "no-cache"}
+    )
+    assert fresh.headers["x-tenfold-cache"] == "miss"
+    assert computed(upper["log"]).count("cache me") == 2
+    mixed = await c.post("/v1/models/upper/predict", json={"inputs": ["cache me", "new one"]})
+    assert mixed.headers["x-tenfold-cache-hits"] == "1/2"
+    purge = await c.delete("/v1/models/upper/cache")
+    assert purge.status_code == 200 and purge.json()["deleted"]["result"] >= 2
+    after = await c.post("/v1/models/upper/predict", json=body)
+    assert after.headers["x-tenfold-cache"] == "miss"
+    stats = (await c.get("/v1/stats")).json()["cache"]
+    assert stats["enabled"] is True
+    assert (await c.delete("/v1/models/nope/cache")).status_code == 404
+
+
+async def test_errors_are_never_cached(upper):
+    c = upper["client"]
+    before = computed(upper["log"]).count("boom")
+    for _ in range(2):
+        r = await c.post("/v1/models/upper/predict", json={"input": "boom"})
+        assert r.status_code == 500
+    assert computed(upper["log"]).count("boom") == before + 2
+
+
+async def test_100_concurrent_identical_requests_make_one_model_call(upper):
+    c = upper["client"]
+    text = "single flight please"
+    responses = await asyncio.gather(
+        *(c.post("/v1/models/upper/predict", json={"input": text}) for _ in range(100))
+    )
+    bad = [(r.status_code, r.text) for r in responses if r.status_code != 200]
+    assert not bad, bad[:2]
+    assert all(r.json()["output"] == text.upper() for r in responses)
+    assert computed(upper["log"]).count(text) == 1

@@ -9,6 +9,9 @@ command-line flags. Example file::
     port = 8000
     max_body_bytes = 10485760     # 10 MiB
     request_timeout_ms = 30000
+    cache_url = "memory://"       # or "redis://127.0.0.1:6379/0"; "" turns caching off
+    result_cache_ttl_s = 300
+    price_per_hour_usd = 1.006    # cost figures in /v1/stats
 
     [models.embed]
     target = "embed"              # or "mypackage.models:MyModel"
@@ -19,7 +22,8 @@ command-line flags. Example file::
     [models.embed.options]        # keyword options for the model class
 
 Environment variables: ``TENFOLD_HOST``, ``TENFOLD_PORT``,
-``TENFOLD_MAX_BODY_BYTES``, ``TENFOLD_REQUEST_TIMEOUT_MS``, and, for every
+``TENFOLD_MAX_BODY_BYTES``, ``TENFOLD_REQUEST_TIMEOUT_MS``, ``TENFOLD_CACHE_URL``,
+``TENFOLD_RESULT_CACHE_TTL_S``, ``TENFOLD_PRICE_PER_HOUR_USD``, and, for every
 model, ``TENFOLD_WORKERS``, ``TENFOLD_MAX_BATCH_SIZE``,
 ``TENFOLD_BATCH_TIMEOUT_MS``, ``TENFOLD_LATENCY_BUDGET_MS``.
 """
@@ -60,6 +64,11 @@ class ServerSettings:
     port: int = 8000
     max_body_bytes: int = 10 * 1024 * 1024
     request_timeout_ms: float = 30_000.0
+    #: Result/embedding cache backend (``memory://``, ``redis://host:port/db``); None: off.
+    cache_url: str | None = "memory://"
+    result_cache_ttl_s: float = 300.0
+    #: Price of one accelerator (worker) hour, for the cost figures in /v1/stats.
+    price_per_hour_usd: float = 1.006
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -70,6 +79,8 @@ class ServerSettings:
             raise ValueError("max_body_bytes must be positive")
         if self.request_timeout_ms <= 0:
             raise ValueError("request_timeout_ms must be positive")
+        if self.result_cache_ttl_s <= 0:
+            raise ValueError("result_cache_ttl_s must be positive")
 
 
 _MODEL_ENV = {
@@ -83,6 +94,9 @@ _SERVER_ENV = {
     "TENFOLD_PORT": ("port", int),
     "TENFOLD_MAX_BODY_BYTES": ("max_body_bytes", int),
     "TENFOLD_REQUEST_TIMEOUT_MS": ("request_timeout_ms", float),
+    "TENFOLD_CACHE_URL": ("cache_url", str),
+    "TENFOLD_RESULT_CACHE_TTL_S": ("result_cache_ttl_s", float),
+    "TENFOLD_PRICE_PER_HOUR_USD": ("price_per_hour_usd", float),
 }
 
 
@@ -127,6 +141,8 @@ def load_settings(
     server: dict[str, Any] = dict(doc.get("server", {}))
     server.update(_env(environ, _SERVER_ENV))
     server.update({k: v for k, v in (server_flags or {}).items() if v is not None})
+    if server.get("cache_url") == "":
+        server["cache_url"] = None
 
     file_models: dict[str, dict[str, Any]] = {
         name: dict(spec) for name, spec in doc.get("models", {}).items()

@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -80,6 +81,7 @@ class WorkerPool:
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.restarts = 0
+        self.threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
 
     # -- lifecycle -----------------------------------------------------------
     def _spawn(self, index: int) -> _Worker:
@@ -87,7 +89,7 @@ class WorkerPool:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=worker_main,
-            args=(child_conn, self.target, self.options),
+            args=(child_conn, self.target, self.options, self.threads_per_worker),
             name=f"tenfold-worker-{index}",
         )
         process.start()

@@ -108,21 +108,21 @@ class Scheduler:
         """Something changed (e.g. a worker became idle): decide again."""
         self._wake.set()
 
-    # -- the API side --------------------------------------------------------
-    async def submit(
-        self, items: list[Any], *, deadline: float | None, sizes: list[int | None] | None = None
-    ) -> list[Any]:
-        """Queue ``items`` and wait for them. Returns one output or TenfoldError per item.
+    def check_admission(
+        self, n_items: int, deadline: float | None, now: float | None = None
+    ) -> float | None:
+        """Refuse ``n_items`` arriving now, or return their effective deadline.
 
-        Raises :class:`QueueFull` (429) or :class:`Overloaded` (503) when refused at arrival.
+        Raises :class:`QueueFull` (429) or :class:`Overloaded` (503).
         """
-        now = self.clock.now()
+        if now is None:
+            now = self.clock.now()
         if self.config.adaptive and self.config.latency_budget_ms is not None:
             budget_deadline = now + self.config.latency_budget_ms / 1000.0
             deadline = budget_deadline if deadline is None else min(deadline, budget_deadline)
         verdict = admit(
             queued_items=len(self._queue),
-            new_items=len(items),
+            new_items=n_items,
             now=now,
             deadline=deadline,
             config=self.config,
@@ -143,6 +143,23 @@ class Scheduler:
                 f"{(verdict.predicted_done or now) - now:.3f} s of work is ahead",
                 retry_after_s=verdict.retry_after_s,
             )
+        return deadline
+
+    # -- the API side --------------------------------------------------------
+    async def submit(
+        self,
+        items: list[Any],
+        *,
+        deadline: float | None,
+        sizes: list[int | None] | None = None,
+    ) -> list[Any]:
+        """Queue ``items`` and wait for them. Returns one output or TenfoldError per item.
+
+        Raises :class:`QueueFull` (429) or :class:`Overloaded` (503) when refused at arrival.
+        """
+        now = self.clock.now()
+        # No await between admission and queueing: the check sees the true depth.
+        deadline = self.check_admission(len(items), deadline, now)
         loop = asyncio.get_running_loop()
         entries = []
         for i, item in enumerate(items):

@@ -131,6 +131,17 @@ class ModelService:
             raise InvalidInput(f"{first['field']}: {first['message']}", details=problems)
         return out
 
+    def normalize(self, item: Any) -> Any:
+        """The validated input as plain JSON (what a result-cache key hashes)."""
+        if self._adapter is None:
+            return item
+        return self._adapter.dump_python(item, mode="json")
+
+    @property
+    def seconds_per_item(self) -> float:
+        """Measured model time per item so far (0.0 before the first batch)."""
+        return self.stats.busy_s / self.stats.items_total if self.stats.items_total else 0.0
+
     async def predict(self, items: list[Any], deadline: float | None) -> list[Any]:
         if not self.ready:
             raise NotReady(f"model {self.name!r} is still loading")

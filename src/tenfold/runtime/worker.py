@@ -27,11 +27,23 @@ from tenfold.model import load_model_class
 from tenfold.runtime.isolation import run_isolated
 
 
-def worker_main(conn: Connection, target: str, options: dict[str, Any]) -> None:
+def _limit_threads(threads: int) -> None:
+    """Give each worker its share of the cores. N workers each running a 2-thread
+    OpenMP pool on 2 cores oversubscribe the CPU, and spinning OpenMP threads then
+    slow every batch down many times over. An explicit OMP_NUM_THREADS wins."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+
+
+def worker_main(
+    conn: Connection, target: str, options: dict[str, Any], threads: int | None = None
+) -> None:
     # Ctrl-C goes to the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threads:
+        _limit_threads(threads)
     started = time.perf_counter()
     try:
         model = load_model_class(target)(**options)

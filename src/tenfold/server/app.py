@@ -3,6 +3,7 @@
 Routes::
 
     POST /v1/models/{model}/predict   {"input": X} | {"inputs": [X, ...]}, optional "timeout_ms"
+    DELETE /v1/models/{model}/cache   purge the model's cached results and embeddings
     GET  /v1/models                   models, versions, batching config
     GET  /v1/stats                    live figures per model (JSON)
     GET  /healthz                     alive
@@ -20,19 +21,22 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import FastAPI, Header
+from fastapi import FastAPI, Header, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from tenfold import __version__
+from tenfold.cache import CacheSettings, CacheStack, ResultCacheConfig, no_cache_requested
 from tenfold.clock import Clock, SystemClock
 from tenfold.config import ServerSettings
 from tenfold.errors import (
+    CacheUnavailable,
     DeadlineExceeded,
     InvalidInput,
     ModelNotFound,
     NotReady,
+    Overloaded,
     TenfoldError,
 )
 from tenfold.runtime.service import ModelService
@@ -74,8 +78,58 @@ class Server:
             if service.name in self.services:
                 raise ValueError(f"two models are named {service.name!r}")
             self.services[service.name] = service
+        self.cache = (
+            CacheStack.from_url(
+                settings.cache_url,
+                settings=CacheSettings(result=ResultCacheConfig(ttl_s=settings.result_cache_ttl_s)),
+                clock=clock,
+                registry=self.registry,
+            )
+            if settings.cache_url
+            else CacheStack.disabled(registry=self.registry)
+        )
         self.started = time.time()
         self.fatal: str | None = None
+
+    async def run(
+        self, service: ModelService, items: list[Any], deadline: float, bypass: bool
+    ) -> tuple[list[Any], list[str]]:
+        """Outcomes per item through the result cache (when on) and the batcher.
+
+        Each item is looked up on its own (concurrent identical misses share one model
+        call); the misses still meet in the batcher, so they are computed in batches.
+        Returns the outcomes and each item's ``hit``/``miss``.
+        """
+        result_cache = self.cache.result
+        if result_cache is None:
+            return await service.predict(items, deadline), ["miss"] * len(items)
+
+        if not service.ready:
+            raise NotReady(f"model {service.name!r} is still loading")
+
+        async def one(item: Any) -> tuple[Any, str]:
+            async def compute() -> Any:
+                # Admission (429/503) happens here, per item that misses the cache: hits
+                # and coalesced duplicates never take a place in the queue.
+                (outcome,) = await service.predict([item], deadline)
+                if isinstance(outcome, TenfoldError):
+                    raise outcome  # never cached, and every waiter gets it
+                return outcome
+
+            try:
+                cached = await result_cache.get_or_compute(
+                    model=service.name,
+                    version=service.version,
+                    input=service.normalize(item),
+                    compute=compute,
+                    bypass=bypass,
+                )
+            except TenfoldError as exc:
+                return exc, "miss"
+            return cached.value, cached.header
+
+        pairs = await asyncio.gather(*(one(item) for item in items))
+        return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def service(self, name: str) -> ModelService:
         try:
@@ -89,6 +143,13 @@ class Server:
     @property
     def ready(self) -> bool:
         return all(s.ready for s in self.services.values())
+
+
+def _seconds_per_item(server: Server) -> float:
+    """Model time per item, averaged over every served model (for model-seconds saved)."""
+    items = sum(s.stats.items_total for s in server.services.values())
+    busy = sum(s.stats.busy_s for s in server.services.values())
+    return busy / items if items else 0.0
 
 
 def create_app(
@@ -129,6 +190,7 @@ def create_app(
                 await loader
             for service in server.services.values():
                 await service.close()
+            await server.cache.close()
 
     app = FastAPI(
         title="tenfold",
@@ -146,6 +208,7 @@ def create_app(
     async def predict(
         model: str,
         body: PredictRequest,
+        request: Request,
         x_tenfold_timeout_ms: float | None = Header(default=None, gt=0),
     ) -> Response:
         started = time.perf_counter()
@@ -165,23 +228,34 @@ def create_app(
         try:
             try:
                 # Also bound the wait here: a hung worker must not hang the request forever.
-                outcomes = await asyncio.wait_for(
-                    service.predict(items, deadline), timeout_ms / 1000.0 + 5.0
+                bypass = no_cache_requested(request.headers.get("cache-control"))
+                outcomes, cache_marks = await asyncio.wait_for(
+                    server.run(service, items, deadline, bypass), timeout_ms / 1000.0 + 5.0
                 )
             except TimeoutError:
                 raise DeadlineExceeded(f"no result within {timeout_ms:.0f} ms") from None
+            headers = {}
+            if server.cache.enabled:
+                hits = cache_marks.count("hit")
+                headers["X-Tenfold-Cache"] = "hit" if hits == len(items) else "miss"
+                headers["X-Tenfold-Cache-Hits"] = f"{hits}/{len(items)}"
             if single:
                 outcome = outcomes[0]
                 if isinstance(outcome, TenfoldError):
                     raise outcome
                 return JSONResponse(
-                    {"output": outcome, "model": service.name, "version": service.version}
+                    {"output": outcome, "model": service.name, "version": service.version},
+                    headers=headers,
                 )
+            refused = [o for o in outcomes if isinstance(o, Overloaded)]
+            if len(refused) == len(outcomes):
+                raise refused[0]  # nothing was admitted: answer 429/503 for the request
             outputs = [
                 {"error": o.to_dict()} if isinstance(o, TenfoldError) else o for o in outcomes
             ]
             return JSONResponse(
-                {"outputs": outputs, "model": service.name, "version": service.version}
+                {"outputs": outputs, "model": service.name, "version": service.version},
+                headers=headers,
             )
         except TenfoldError as exc:
             status = http_errors.status_of(exc)
@@ -194,6 +268,18 @@ def create_app(
             server.metrics.requests.labels(service.name, str(status)).inc()
             server.metrics.request_duration.labels(service.name).observe(elapsed)
 
+    @app.delete("/v1/models/{model}/cache", summary="Purge the model's cached entries")
+    async def purge_cache(model: str) -> dict[str, Any]:
+        service = server.service(model)
+        deleted = await server.cache.purge_model(service.name)
+        failed = [layer for layer, n in deleted.items() if n is None]
+        if failed:
+            raise CacheUnavailable(
+                f"cache backend unavailable for {', '.join(failed)}; nothing was purged there",
+                details={"deleted": deleted},
+            )
+        return {"model": service.name, "deleted": deleted}
+
     @app.get("/v1/models", summary="Served models, versions and batching config")
     async def models() -> dict[str, Any]:
         return {"models": [s.describe() for s in server.services.values()]}
@@ -204,6 +290,10 @@ def create_app(
             "uptime_s": round(time.time() - server.started, 3),
             "ready": server.ready,
             "models": {name: s.snapshot() for name, s in server.services.items()},
+            "cache": server.cache.stats(
+                s_per_item={"result": _seconds_per_item(server)},
+                usd_per_gpu_hour=settings.price_per_hour_usd,
+            ),
         }
 
     @app.get("/healthz", summary="Liveness")

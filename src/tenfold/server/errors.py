@@ -32,6 +32,7 @@ STATUS: dict[type[e.TenfoldError], int] = {
     e.NotReady: 503,
     e.ModelError: 500,
     e.WorkerCrashed: 500,
+    e.CacheUnavailable: 503,
 }
 
 
