@@ -5,7 +5,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fastapi import FastAPI
@@ -96,9 +96,7 @@ def test_stalled_fires_with_zero_workers_when_wait_alerts_cannot() -> None:
     for now, obs in rows:
         state = engine.evaluate(state, obs, now).state
     ev = engine.evaluate(state, QueueObservation(depth=0, workers=1), 200.0)
-    assert [(e.rule.name, e.status) for e in ev.events] == [
-        ("queue_stalled", AlertStatus.RESOLVED)
-    ]
+    assert [(e.rule.name, e.status) for e in ev.events] == [("queue_stalled", AlertStatus.RESOLVED)]
 
 
 def test_active_lists_pending_then_firing() -> None:
@@ -109,9 +107,7 @@ def test_active_lists_pending_then_firing() -> None:
     ]
     assert ev.firing == ()
     ev = engine.evaluate(ev.state, wait(45.0), 60.0)
-    assert [(a.rule.name, a.status) for a in ev.firing] == [
-        ("queue_wait_high", AlertStatus.FIRING)
-    ]
+    assert [(a.rule.name, a.status) for a in ev.firing] == [("queue_wait_high", AlertStatus.FIRING)]
 
 
 def _drive(engine: AlertEngine, clock: FakeClock, dispatcher: AlertDispatcher) -> None:
@@ -153,7 +149,7 @@ def test_memory_store_and_http_route() -> None:
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
@@ -168,7 +164,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def webhook_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
     handler = type("Handler", (_Recorder,), {"received": received})
     server = HTTPServer(("127.0.0.1", 0), handler)  # port 0: the OS picks a free one
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -181,7 +177,9 @@ def webhook_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         thread.join()
 
 
-def test_webhook_posts_firing_and_resolved(webhook_server: tuple[str, list[dict[str, Any]]]) -> None:
+def test_webhook_posts_firing_and_resolved(
+    webhook_server: tuple[str, list[dict[str, Any]]],
+) -> None:
     url, received = webhook_server
     dispatcher = AlertDispatcher([WebhookSink(url + "/hook")])
     _drive(AlertEngine(), FakeClock(start=0.0), dispatcher)
@@ -220,7 +218,10 @@ def test_log_sink(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_seed_alerts_are_the_issue_thresholds() -> None:
-    got = {(r.name, r.severity.value, r.metric.value, r.comparison.value, r.threshold) for r in SEED_ALERTS}
+    got = {
+        (r.name, r.severity.value, r.metric.value, r.comparison.value, r.threshold)
+        for r in SEED_ALERTS
+    }
     assert got == {
         ("queue_wait_high", "warning", "avg_wait_s", ">", 30),
         ("queue_wait_critical", "critical", "avg_wait_s", ">", 120),

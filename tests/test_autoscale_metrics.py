@@ -35,8 +35,12 @@ def test_metrics_names_and_values() -> None:
     assert sample(registry, "tenfold_autoscaler_desired_workers") == 5
     assert sample(registry, "tenfold_autoscaler_scale_events_total", direction="up") == 1
     assert sample(registry, "tenfold_autoscaler_scale_events_total", direction="down") == 1
-    assert sample(registry, "tenfold_alerts_firing", alert="queue_stalled", severity="critical") == 1
-    assert sample(registry, "tenfold_alerts_firing", alert="queue_wait_high", severity="warning") == 0
+    assert (
+        sample(registry, "tenfold_alerts_firing", alert="queue_stalled", severity="critical") == 1
+    )
+    assert (
+        sample(registry, "tenfold_alerts_firing", alert="queue_wait_high", severity="warning") == 0
+    )
 
     text = generate_latest(registry).decode()
     names = {family.name for family in registry.collect()}
@@ -49,7 +53,7 @@ def test_metrics_names_and_values() -> None:
         "tenfold_autoscaler_scale_events",
         "tenfold_alerts_firing",
     }
-    assert "tenfold_autoscaler_scale_events_total{direction=\"up\"} 1.0" in text
+    assert 'tenfold_autoscaler_scale_events_total{direction="up"} 1.0' in text
 
 
 def test_two_registries_do_not_collide() -> None:

@@ -24,7 +24,10 @@ SEED_TABLE = [
     pytest.param(2, [(0, 150), (119, 150)], [2, 2], id="depth 150 for 119 s: no change"),
     pytest.param(2, [(0, 150), (120, 150)], [2, 4], id="depth 150 at 120 s: +2"),
     pytest.param(
-        2, [(0, 150), (120, 150), (239, 150), (240, 150)], [2, 4, 4, 6], id="still high 120 s later: +2"
+        2,
+        [(0, 150), (120, 150), (239, 150), (240, 150)],
+        [2, 4, 4, 6],
+        id="still high 120 s later: +2",
     ),
     pytest.param(6, [(0, 0), (599, 0)], [6, 6], id="depth 0 for 599 s: no change"),
     pytest.param(6, [(0, 0), (600, 0)], [6, 5], id="depth 0 at 600 s: -1"),
@@ -33,11 +36,15 @@ SEED_TABLE = [
     pytest.param(49, [(0, 5000), (120, 5000)], [49, 50], id="+2 from 49 clamps to 50"),
     pytest.param(2, [(0, 0), (600, 0), (1200, 0)], [2, 2, 2], id="clamp at min 2"),
     pytest.param(
-        2, [(0, 150), (60, 50), (61, 150), (180, 150), (181, 150)], [2, 2, 2, 2, 4],
+        2,
+        [(0, 150), (60, 50), (61, 150), (180, 150), (181, 150)],
+        [2, 2, 2, 2, 4],
         id="a dip restarts the up window",
     ),
     pytest.param(
-        6, [(0, 0), (300, 1), (301, 0), (900, 0), (901, 0)], [6, 6, 6, 6, 5],
+        6,
+        [(0, 0), (300, 1), (301, 0), (900, 0), (901, 0)],
+        [6, 6, 6, 6, 5],
         id="one job restarts the down window",
     ),
     pytest.param(2, [(0, 100), (500, 100)], [2, 2], id="depth == 100 is not > 100"),
@@ -140,7 +147,9 @@ def test_config_validation() -> None:
 
 
 @given(gaps=st.lists(st.floats(min_value=0.1, max_value=50), min_size=1, max_size=60))
-def test_up_fires_at_first_tick_past_the_window_whatever_the_tick_spacing(gaps: list[float]) -> None:
+def test_up_fires_at_first_tick_past_the_window_whatever_the_tick_spacing(
+    gaps: list[float],
+) -> None:
     """Timestamps, not ticks: the first scale-up happens at the first tick with now >= 120."""
     policy = RulePolicy()
     state = policy.initial_state()

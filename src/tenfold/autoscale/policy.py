@@ -110,7 +110,9 @@ class RulePolicy:
             # A scale-up restarts every scale-down window (no flapping on a quick drain).
             for i, other in enumerate(cfg.rules):
                 if other.direction is Direction.DOWN:
-                    rule_states[i] = replace(rule_states[i], holding_since=now if holds[i] else None)
+                    rule_states[i] = replace(
+                        rule_states[i], holding_since=now if holds[i] else None
+                    )
         if after == before:
             bound = "max" if rule.step > 0 else "min"
             reason = f"{rule.name}: {rule.describe()} but already at {bound} ({before})"
@@ -147,9 +149,7 @@ def _direction(before: int, after: int) -> Direction | None:
     return None
 
 
-def _waiting_reason(
-    rules: tuple[ScaleRule, ...], states: list[RuleState], now: float
-) -> str:
+def _waiting_reason(rules: tuple[ScaleRule, ...], states: list[RuleState], now: float) -> str:
     parts = [
         f"{rule.name} holding {now - rs.holding_since:g}s of {rule.sustained_for_s:g}s"
         for rule, rs in zip(rules, states, strict=True)
