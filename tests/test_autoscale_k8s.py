@@ -58,8 +58,8 @@ def test_default_export_is_the_notes_mapping(tmp_path: Path) -> None:
     assert trigger["type"] == "redis-streams" and trigger["name"] == "lag"
     assert trigger["metadata"] == {
         "address": "redis:6379",
-        "stream": "tenfold:jobs",
-        "consumerGroup": "tenfold-workers",
+        "stream": "tenfold:stream:embed",
+        "consumerGroup": "workers",
         "lagCount": "100",
         "databaseIndex": "0",
     }
@@ -142,7 +142,8 @@ summary = "deep"
 
 [autoscale.queue]
 url = "rediss://queue.internal:6380/3"
-stream = "jobs:embed"
+model = "emb"
+prefix = "tf"
 group = "g"
 
 [autoscale.deploy]
@@ -166,7 +167,7 @@ worker_gpus = 1
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 8)
     assert spec["triggers"][0]["metadata"] == {
         "address": "queue.internal:6380",
-        "stream": "jobs:embed",
+        "stream": "tf:stream:emb",
         "consumerGroup": "g",
         "lagCount": "100",
         "databaseIndex": "3",

@@ -28,8 +28,12 @@ seed rules. Unknown keys are errors, so a typo cannot silently fall back to a de
 
     [autoscale.queue]            # what the workers consume (KEDA reads its lag)
     url = "redis://redis:6379/0"
-    stream = "tenfold:jobs"
-    group = "tenfold-workers"
+    model = "embed"              # stream tenfold:stream:embed, consumer group "workers"
+
+    [autoscale.local]            # the local scaler (tenfold autoscale)
+    worker_argv = ["python", "-m", "tenfold.queue.cli", "worker", "mymod:MyModel",
+                   "--queue", "sqlite:///var/tenfold/queue.db"]
+    grace_s = 60
 
     [autoscale.deploy]           # Kubernetes export
     image = "tenfold:latest"
@@ -55,9 +59,34 @@ from tenfold.autoscale.rules import ScaleRule, ScalingConfig
 
 @dataclass(frozen=True, slots=True)
 class QueueTarget:
+    """The queue the workers consume: one model's stream on the queue at ``url``.
+
+    Key names follow :mod:`tenfold.queue.redis_streams`: the stream is
+    ``{prefix}:stream:{model}``, read by the consumer group ``workers``.
+    """
+
     url: str = "redis://redis:6379/0"
-    stream: str = "tenfold:jobs"
-    group: str = "tenfold-workers"
+    model: str = "embed"
+    prefix: str = "tenfold"
+    group: str = "workers"
+
+    @property
+    def stream(self) -> str:
+        return f"{self.prefix}:stream:{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalConfig:
+    """The local scaler: how to start one worker process, and how long it may drain."""
+
+    worker_argv: tuple[str, ...] = ()
+    """Command of one worker; empty: ``python -m tenfold.queue.cli worker TARGET --queue URL``."""
+    grace_s: float = 60.0
+    """After SIGTERM a worker has this long to finish or release its batch; then SIGKILL."""
+
+    def __post_init__(self) -> None:
+        if self.grace_s <= 0:
+            raise ValueError("local.grace_s must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +140,7 @@ class AutoscaleConfig:
     """How often the local scaler samples the queue and decides."""
     alert_webhook_url: str | None = None
     queue: QueueTarget = field(default_factory=QueueTarget)
+    local: LocalConfig = field(default_factory=LocalConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
 
@@ -185,13 +215,18 @@ def config_from_dict(table: dict[str, Any]) -> AutoscaleConfig:
         kwargs["alerts"] = tuple(
             _alert(a, f"autoscale.alerts[{i}]") for i, a in enumerate(alerts_data)
         )
-    for key, cls in (
+    sections: tuple[tuple[str, type[Any]], ...] = (
         ("queue", QueueTarget),
+        ("local", LocalConfig),
         ("deploy", DeployConfig),
         ("simulate", SimulateConfig),
-    ):
+    )
+    for key, cls in sections:
         if key in data:
-            kwargs[key] = _build(cls, data.pop(key), f"autoscale.{key}")
+            section = data.pop(key)
+            if key == "local" and isinstance(section, dict) and "worker_argv" in section:
+                section = {**section, "worker_argv": tuple(str(a) for a in section["worker_argv"])}
+            kwargs[key] = _build(cls, section, f"autoscale.{key}")
     for key in ("tick_s", "alert_webhook_url"):
         if key in data:
             kwargs[key] = data.pop(key)
