@@ -1,0 +1,345 @@
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tenfold.autoscale.config import (
+    AutoscaleConfig,
+    ConfigError,
+    QueueTarget,
+    config_from_dict,
+    load_config,
+)
+from tenfold.autoscale.k8s import ExportError, export, keda_mapping
+from tenfold.autoscale.observation import Comparison, Metric, QueueObservation
+from tenfold.autoscale.policy import RulePolicy
+from tenfold.autoscale.rules import ScaleRule, ScalingConfig
+
+
+def load_dir(out: Path) -> dict[str, Any]:
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(out.glob("*.yaml"))}
+
+
+def test_default_export_is_the_notes_mapping(tmp_path: Path) -> None:
+    export(AutoscaleConfig(), tmp_path)
+    docs = load_dir(tmp_path)
+    assert set(docs) == {
+        "api-deployment.yaml",
+        "api-service.yaml",
+        "worker-deployment.yaml",
+        "worker-scaledobject.yaml",
+        "prometheusrule.yaml",
+        "alert-rules.yaml",
+    }
+    so = docs["worker-scaledobject.yaml"]
+    assert so["apiVersion"] == "keda.sh/v1alpha1" and so["kind"] == "ScaledObject"
+    spec = so["spec"]
+    assert spec["scaleTargetRef"] == {"name": "tenfold-worker"}
+    assert spec["minReplicaCount"] == 2 and spec["maxReplicaCount"] == 50
+    assert "cooldownPeriod" not in spec  # it only governs scaling to/from zero
+    assert spec["advanced"]["scalingModifiers"] == {
+        "formula": "lag > 100 ? 200 : (lag == 0 ? 0 : 100)",
+        "target": "100",
+        "metricType": "Value",
+    }
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 120
+    assert behavior["scaleUp"]["policies"] == [{"type": "Pods", "value": 2, "periodSeconds": 120}]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 600
+    assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 600}]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "redis-streams" and trigger["name"] == "lag"
+    assert trigger["metadata"] == {
+        "address": "redis:6379",
+        "stream": "tenfold:stream:embed",
+        "consumerGroup": "workers",
+        "lagCount": "100",
+        "databaseIndex": "0",
+    }
+    assert "pendingEntriesCount" not in trigger["metadata"]
+
+    worker = docs["worker-deployment.yaml"]
+    assert worker["metadata"]["name"] == "tenfold-worker"
+    pod = worker["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 120
+    assert pod["containers"][0]["args"][:3] == ["tenfold", "worker", "tenfold.examples.embed:Embed"]
+    assert (
+        worker["spec"]["selector"]["matchLabels"]
+        == worker["spec"]["template"]["metadata"]["labels"]
+    )
+
+    api = docs["api-deployment.yaml"]
+    svc = docs["api-service.yaml"]
+    assert svc["spec"]["selector"] == api["spec"]["template"]["metadata"]["labels"]
+    assert (
+        api["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"]
+        == "/readyz"
+    )
+
+    rule = docs["prometheusrule.yaml"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["kind"] == "PrometheusRule"
+    assert rule["spec"] == docs["alert-rules.yaml"]
+    alerts = {r["alert"]: r for r in rule["spec"]["groups"][0]["rules"]}
+    assert alerts["TenfoldQueueStalled"]["expr"] == "max(tenfold_queue_oldest_age_seconds) > 120"
+    assert "for" not in alerts["TenfoldQueueStalled"]
+    assert alerts["TenfoldQueueDepthCritical"] == {
+        "alert": "TenfoldQueueDepthCritical",
+        "expr": "max(tenfold_queue_depth) > 10000",
+        "for": "1m",
+        "labels": {"severity": "critical"},
+        "annotations": {
+            "summary": "More than 10,000 jobs queued",
+            "tenfold_alert": "queue_depth_critical",
+        },
+    }
+    assert alerts["TenfoldQueueWaitHigh"]["labels"] == {"severity": "warning"}
+    assert alerts["TenfoldQueueWaitHigh"]["expr"].endswith(" > 30")
+
+
+def test_export_follows_the_config_file(tmp_path: Path) -> None:
+    toml = tmp_path / "tenfold.toml"
+    toml.write_text(
+        """
+[server]
+port = 9000  # another part's table: ignored here
+
+[autoscale]
+min_workers = 1
+max_workers = 8
+
+[[autoscale.rules]]
+name = "up"
+metric = "depth"
+comparison = ">="
+threshold = 20
+sustained_for_s = 30
+step = 3
+cooldown_s = 60
+
+[[autoscale.rules]]
+name = "down"
+metric = "depth"
+comparison = "<"
+threshold = 5
+sustained_for_s = 300
+step = -2
+
+[[autoscale.alerts]]
+name = "too_deep"
+severity = "warning"
+metric = "depth"
+comparison = ">"
+threshold = 1000
+for_s = 90
+summary = "deep"
+
+[autoscale.queue]
+url = "rediss://queue.internal:6380/3"
+model = "emb"
+prefix = "tf"
+group = "g"
+
+[autoscale.deploy]
+name = "emb"
+namespace = "ml"
+worker_gpus = 1
+"""
+    )
+    cfg = load_config(toml)
+    export(cfg, tmp_path / "out")
+    docs = load_dir(tmp_path / "out")
+    spec = docs["worker-scaledobject.yaml"]["spec"]
+    # min 1 < step 3: a doubling would add only 1 pod at 1 replica, so the formula asks x4.
+    assert (
+        spec["advanced"]["scalingModifiers"]["formula"] == "lag >= 20 ? 400 : (lag < 5 ? 0 : 100)"
+    )
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 30
+    assert behavior["scaleUp"]["policies"] == [{"type": "Pods", "value": 3, "periodSeconds": 60}]
+    assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 2, "periodSeconds": 300}]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 8)
+    assert spec["triggers"][0]["metadata"] == {
+        "address": "queue.internal:6380",
+        "stream": "tf:stream:emb",
+        "consumerGroup": "g",
+        "lagCount": "100",
+        "databaseIndex": "3",
+        "enableTLS": "true",
+    }
+    worker = docs["worker-deployment.yaml"]
+    assert worker["metadata"]["namespace"] == "ml"
+    limits = worker["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {"nvidia.com/gpu": 1}
+    (alert,) = docs["alert-rules.yaml"]["groups"][0]["rules"]
+    assert alert == {
+        "alert": "TenfoldTooDeep",
+        "expr": "max(tenfold_queue_depth) > 1000",
+        "for": "90s",
+        "labels": {"severity": "warning"},
+        "annotations": {"summary": "deep", "tenfold_alert": "too_deep"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("rules", "match"),
+    [
+        ((ScaleRule("w", Metric.AVG_WAIT_S, Comparison.GT, 30, 60, 2),), "avg_wait_s"),
+        (
+            (
+                ScaleRule("a", Metric.DEPTH, Comparison.GT, 10, 60, 1),
+                ScaleRule("b", Metric.DEPTH, Comparison.GT, 1000, 60, 5),
+            ),
+            "exactly one scale-up",
+        ),
+        (
+            (
+                ScaleRule("u", Metric.DEPTH, Comparison.GT, 10, 60, 1),
+                ScaleRule("d", Metric.DEPTH, Comparison.LT, 50, 60, -1),
+            ),
+            "overlap",
+        ),
+        ((ScaleRule("u", Metric.DEPTH, Comparison.GT, 10, 60.5, 1),), "whole seconds"),
+    ],
+)
+def test_rules_keda_cannot_express_are_refused(rules: tuple[ScaleRule, ...], match: str) -> None:
+    with pytest.raises(ExportError, match=match):
+        keda_mapping(AutoscaleConfig(scaling=ScalingConfig(rules=rules)))
+
+
+def test_sqlite_queue_cannot_be_exported() -> None:
+    with pytest.raises(ExportError, match="redis"):
+        export(AutoscaleConfig(queue=QueueTarget(url="sqlite:///q.db")), "/nonexistent-unused")
+
+
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['max_worker'\]"):
+        config_from_dict({"max_worker": 3})
+    with pytest.raises(ConfigError, match=r"autoscale.rules\[0\]"):
+        config_from_dict({"rules": [{"name": "x", "metric": "depht", "comparison": ">"}]})
+    with pytest.raises(ConfigError, match=r"autoscale\.deploy"):
+        config_from_dict({"deploy": {"target": "no-colon"}})
+
+
+# --- The ScaledObject behaves like the rule policy --------------------------------------------
+# A small model of what KEDA + the HPA controller do with the exported object (the HPA's
+# stabilizeRecommendationWithBehaviors and its Pods rate limits), evaluated on the *exported
+# YAML*, compared with RulePolicy on the same backlog trace.
+
+
+def _eval_formula(formula: str, lag: float) -> float:
+    """Evaluate ``c ? a : b`` expressions of comparisons on ``lag`` (what the export emits)."""
+    expr = formula.strip()
+    if expr.startswith("(") and expr.endswith(")"):
+        expr = expr[1:-1].strip()
+    if "?" not in expr:
+        return float(expr)
+    cond, rest = expr.split("?", 1)
+    depth, split_at = 0, -1
+    for i, ch in enumerate(rest):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == ":" and depth == 0:
+            split_at = i
+            break
+    a, b = rest[:split_at], rest[split_at + 1 :]
+    m = re.fullmatch(r"\s*lag\s*(>=|<=|==|>|<)\s*([0-9.]+)\s*", cond)
+    assert m, cond
+    holds = Comparison(m.group(1)).holds(lag, float(m.group(2)))
+    return _eval_formula(a if holds else b, lag)
+
+
+class HpaModel:
+    def __init__(self, scaled_object: dict[str, Any], replicas: int) -> None:
+        spec = scaled_object["spec"]
+        self.formula = spec["advanced"]["scalingModifiers"]["formula"]
+        self.target = float(spec["advanced"]["scalingModifiers"]["target"])
+        b = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        self.up, self.down = b["scaleUp"], b["scaleDown"]
+        self.min, self.max = spec["minReplicaCount"], spec["maxReplicaCount"]
+        self.replicas = replicas
+        self.recs: list[tuple[float, int]] = []
+        self.events: list[tuple[float, int]] = []
+
+    def sync(self, now: float, lag: int) -> int:
+        ratio = _eval_formula(self.formula, lag) / self.target
+        raw = self.replicas if abs(ratio - 1.0) <= 0.1 else math.ceil(ratio * self.replicas)
+        raw = max(self.min, min(self.max, raw))
+        self.recs.append((now, raw))
+        up_cut = now - self.up["stabilizationWindowSeconds"]
+        down_cut = now - self.down["stabilizationWindowSeconds"]
+        up_rec = min([r for t, r in self.recs if t > up_cut] + [raw])
+        down_rec = max([r for t, r in self.recs if t > down_cut] + [raw])
+        desired = max(self.replicas, up_rec)
+        desired = min(desired, down_rec)
+        if desired > self.replicas:
+            (p,) = self.up["policies"]
+            added = sum(d for t, d in self.events if d > 0 and t + p["periodSeconds"] > now)
+            desired = min(desired, self.replicas - added + p["value"])
+        elif desired < self.replicas:
+            (p,) = self.down["policies"]
+            removed = sum(-d for t, d in self.events if d < 0 and t + p["periodSeconds"] > now)
+            desired = max(desired, self.replicas + removed - p["value"])
+        if desired != self.replicas:
+            self.events.append((now, desired - self.replicas))
+            self.replicas = desired
+        return self.replicas
+
+
+def _backlog_trace() -> list[int]:
+    lag = [50] * 600  # neither rule: gives the HPA a history (a new HPA acts on what it has)
+    lag += [0] * 700  # idle: 6 -> 5 after 600 s
+    lag += [400] * 400  # backlog: up every 120 s
+    lag += [50] * 60  # draining (neither rule)
+    lag += [0] * 1500  # empty: down window restarts after the last scale-up
+    lag += [250] * 130
+    lag += [0] * 700
+    return lag
+
+
+@pytest.mark.parametrize("sync_s", [1, 15])
+def test_exported_scaledobject_tracks_the_rule_policy(tmp_path: Path, sync_s: int) -> None:
+    export(AutoscaleConfig(), tmp_path)
+    so = yaml.safe_load((tmp_path / "worker-scaledobject.yaml").read_text())
+    hpa = HpaModel(so, replicas=6)
+    policy = RulePolicy()
+    state = policy.initial_state(6)
+    ours: list[tuple[int, int]] = []
+    theirs: list[tuple[int, int]] = []
+    for t, lag in enumerate(_backlog_trace()):
+        d = policy.decide(state, QueueObservation(depth=lag), float(t))
+        if d.desired_workers != state.desired_workers:
+            ours.append((t, d.desired_workers))
+        state = d.state
+        if t % sync_s == 0:
+            before = hpa.replicas
+            if hpa.sync(float(t), lag) != before:
+                theirs.append((t, hpa.replicas))
+    # Same sequence of replica counts; each step within one sync period of ours
+    # (the HPA keeps samples strictly inside its window, and it only looks every sync_s).
+    assert [n for _, n in theirs] == [n for _, n in ours]
+    assert [n for _, n in ours] == [5, 7, 9, 11, 10, 9, 11, 10]
+    for (t_ours, _), (t_theirs, _) in zip(ours, theirs, strict=True):
+        assert abs(t_theirs - t_ours) <= sync_s, (ours, theirs)
+
+
+def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian: apt-get install prometheus)")
+    export(AutoscaleConfig(), tmp_path)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(tmp_path / "alert-rules.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 4 rules found" in result.stdout
