@@ -14,7 +14,6 @@ flight during a reload finishes on the generation it started with.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -121,11 +120,13 @@ def query_vector(values: Sequence[float] | Matrix, dim: int) -> Matrix:
         )
     if not np.all(np.isfinite(array)):
         raise InvalidInput("vector must not contain NaN or infinity")
-    norm = float(np.linalg.norm(array))
-    if not math.isfinite(norm) or norm < 1e-12:
-        raise InvalidInput("vector must have a finite, non-zero length")
-    # Normalise in float64 first: huge but finite values would overflow float32.
-    out: Matrix = (array / norm).astype(np.float32).reshape(1, dim)
+    # Scale by the largest magnitude first: huge but finite values would overflow the
+    # squares in the norm (and float32), tiny ones would underflow to zero.
+    peak = float(np.max(np.abs(array)))
+    if peak == 0.0:
+        raise InvalidInput("vector must have a non-zero length")
+    scaled = array / peak
+    out: Matrix = (scaled / np.linalg.norm(scaled)).astype(np.float32).reshape(1, dim)
     return out
 
 
