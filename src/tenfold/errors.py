@@ -18,6 +18,8 @@ one place)::
     ├── NotReady                503  models still loading
     ├── ModelError              500  the model raised on this item (carries its message)
     │   └── WorkerCrashed       500  the worker process died while running the item
+    ├── CacheUnavailable        503  a cache backend failed (internal: the resilient
+    │                                wrapper turns it into a miss; never sent)
     └── FeatureLoadError        500  a feature view's loader failed (offline source down or wrong)
 
 :class:`ItemError` is what a model may *return* in place of one output to fail
@@ -116,3 +118,13 @@ class FeatureLoadError(TenfoldError):
     """A feature view's loader raised; every caller waiting on that load gets this."""
 
     type = "feature_load_error"
+
+
+class CacheUnavailable(TenfoldError):
+    """A cache backend failed or timed out.
+
+    Raised by raw backends at their boundary; :class:`tenfold.cache.resilient.
+    ResilientBackend` turns it into a miss or a no-op, so it never reaches a client.
+    """
+
+    type = "cache_unavailable"

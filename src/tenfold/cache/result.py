@@ -1,0 +1,204 @@
+"""Exact result cache with single-flight.
+
+Key: SHA-256 hex of the canonical JSON of ``[key-schema version, tenant or "",
+model name, model version, input, params]`` with sorted keys, under the
+per-model prefix ``{namespace}:r:v1:{model}:`` so that :meth:`ResultCache.
+purge_model` can drop one model. A new model version changes every key. Only
+successes are stored (orjson bytes); an error reaches every waiter of its
+flight and is never cached.
+
+Call form (HTTP predict path)::
+
+    res = await cache.get_or_compute(
+        model="embed", version="3", input=body["input"], params=body.get("params"),
+        tenant=api_key_scope, compute=lambda: run_model(...), bypass=no_cache,
+    )
+    headers["X-Tenfold-Cache"] = res.header      # "hit" | "miss"
+    return res.value
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tenfold.cache.backend import CacheBackend
+from tenfold.cache.keys import DEFAULT_NAMESPACE, KEY_SCHEMA_VERSION, model_prefix
+from tenfold.cache.resilient import ResilientBackend
+from tenfold.cache.stats import LayerStats, Outcome
+
+__all__ = ["DEFAULT_RESULT_TTL_S", "CachedResult", "ResultCache", "ResultCacheConfig"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RESULT_TTL_S = 300.0
+LAYER = "r"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultCacheConfig:
+    ttl_s: float = DEFAULT_RESULT_TTL_S
+    # Per-model TTL overrides, by model name.
+    model_ttl_s: Mapping[str, float] = field(default_factory=dict)
+    namespace: str = DEFAULT_NAMESPACE
+
+    def __post_init__(self) -> None:
+        for name, ttl in [("default", self.ttl_s), *self.model_ttl_s.items()]:
+            if ttl <= 0:
+                raise ValueError(f"result cache ttl_s for {name} must be > 0, got {ttl}")
+        if not self.namespace or ":" in self.namespace:
+            raise ValueError(f"namespace must be non-empty without ':', got {self.namespace!r}")
+
+    def ttl_for(self, model: str) -> float:
+        return self.model_ttl_s.get(model, self.ttl_s)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResult:
+    value: Any
+    outcome: Outcome
+
+    @property
+    def header(self) -> str:
+        """``X-Tenfold-Cache`` value: ``hit`` when no model call was made for this request."""
+        return "hit" if self.outcome in (Outcome.HIT, Outcome.COALESCED) else "miss"
+
+
+def canonical_json(obj: Any) -> bytes:
+    """JSON with sorted keys at every depth; raises ``TypeError`` for non-JSON values."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+class ResultCache:
+    """``ResultCache(ResilientBackend(from_url(url)), config=ResultCacheConfig(ttl_s=300))``."""
+
+    def __init__(
+        self,
+        backend: CacheBackend,
+        *,
+        config: ResultCacheConfig | None = None,
+        stats: LayerStats | None = None,
+    ) -> None:
+        self.backend = backend
+        self.config = config or ResultCacheConfig()
+        if stats is None:
+            stats = backend.stats if isinstance(backend, ResilientBackend) else LayerStats("result")
+        self.stats = stats
+        self._flights: dict[str, asyncio.Task[Any]] = {}
+        # Bumped by purge_model: a computation that started before a purge must not
+        # write its (possibly stale) answer back after it.
+        self._generation: dict[str, int] = {}
+
+    def key(
+        self,
+        model: str,
+        version: str,
+        input: Any,
+        params: Any = None,
+        tenant: str | None = None,
+    ) -> str:
+        """The backend key; raises ``TypeError`` when input or params are not JSON values."""
+        material = canonical_json([KEY_SCHEMA_VERSION, tenant or "", model, version, input, params])
+        digest = hashlib.sha256(material).hexdigest()
+        return model_prefix(self.config.namespace, LAYER, model) + digest
+
+    async def get_or_compute(
+        self,
+        *,
+        model: str,
+        version: str,
+        input: Any,
+        compute: Callable[[], Awaitable[Any]],
+        params: Any = None,
+        tenant: str | None = None,
+        bypass: bool = False,
+        ttl_s: float | None = None,
+    ) -> CachedResult:
+        """The cached value, or ``await compute()`` once for all concurrent identical misses.
+
+        ``bypass=True`` (``Cache-Control: no-cache``) skips the lookup and the flight,
+        computes, and stores a success so that later requests see the fresh value.
+        Exceptions from ``compute`` propagate to every waiter and are never stored.
+        """
+        try:
+            key = self.key(model, version, input, params, tenant)
+        except TypeError:
+            # Not canonicalizable: no key, so no caching, but the request still runs.
+            self.stats.count(Outcome.BYPASS)
+            return CachedResult(await compute(), Outcome.BYPASS)
+        ttl = ttl_s if ttl_s is not None else self.config.ttl_for(model)
+        if bypass:
+            self.stats.count(Outcome.BYPASS)
+            value = await self._compute_and_store(model, key, compute, ttl)
+            return CachedResult(value, Outcome.BYPASS)
+        flight = self._flights.get(key)
+        if flight is not None:
+            self.stats.count(Outcome.COALESCED)
+            value, _ = await asyncio.shield(flight)
+            return CachedResult(value, Outcome.COALESCED)
+        # Registered before the first await, so every identical request from here on joins it.
+        flight = asyncio.ensure_future(self._fly(model, key, compute, ttl))
+        self._flights[key] = flight
+        flight.add_done_callback(self._landed)
+        # Shielded: a cancelled leader (client gone) must not cancel its followers' answer.
+        value, outcome = await asyncio.shield(flight)
+        return CachedResult(value, outcome)
+
+    def _landed(self, flight: asyncio.Task[Any]) -> None:
+        for key, current in list(self._flights.items()):
+            if current is flight:
+                del self._flights[key]
+                break
+        # Retrieve the exception so that a flight every waiter abandoned logs nothing spurious.
+        if not flight.cancelled():
+            flight.exception()
+
+    async def _fly(
+        self, model: str, key: str, compute: Callable[[], Awaitable[Any]], ttl_s: float
+    ) -> tuple[Any, Outcome]:
+        (raw,) = await self.backend.get_many([key])
+        if raw is not None:
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                log.warning("result cache: undecodable entry %s, recomputing", key)
+            else:
+                self.stats.count(Outcome.HIT)
+                return value, Outcome.HIT
+        self.stats.count(Outcome.MISS)
+        return await self._compute_and_store(model, key, compute, ttl_s), Outcome.MISS
+
+    async def _compute_and_store(
+        self, model: str, key: str, compute: Callable[[], Awaitable[Any]], ttl_s: float
+    ) -> Any:
+        generation = self._generation.get(model, 0)
+        started = time.perf_counter()
+        value = await compute()
+        self.stats.add_compute(time.perf_counter() - started, 1)
+        try:
+            encoded = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:
+            log.debug("result cache: output for %s is not JSON-serializable; not cached", key)
+            return value
+        if self._generation.get(model, 0) == generation:
+            await self.backend.set_many({key: encoded}, ttl_s)
+        return value
+
+    async def purge_model(self, model: str) -> int | None:
+        """Delete every cached result of ``model`` (all versions and tenants).
+
+        Returns how many entries were deleted, or ``None`` when the backend was
+        unavailable (answer 503 so that the operator retries).
+        """
+        self._generation[model] = self._generation.get(model, 0) + 1
+        prefix = model_prefix(self.config.namespace, LAYER, model)
+        if isinstance(self.backend, ResilientBackend):
+            return await self.backend.try_delete_prefix(prefix)
+        return await self.backend.delete_prefix(prefix)

@@ -1,0 +1,187 @@
+"""One contract suite for every cache backend (memory and the real Redis at 127.0.0.1:6379)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from cache_support import MAIN_REDIS_URL, unique_prefix
+from tenfold.cache import CacheBackend, InvalidCacheURL, MemoryBackend, MemoryConfig, from_url
+from tenfold.cache.memory import entry_size
+from tenfold.clock import FakeClock
+
+
+@dataclass
+class Harness:
+    backend: CacheBackend
+    prefix: str
+    # Let ``seconds`` of cache time pass: the fake clock for memory, real time for Redis.
+    wait: Callable[[float], Awaitable[None]]
+    # TTL short enough to wait out: Redis expiry needs real time.
+    short_ttl_s: float
+
+    def k(self, name: str) -> str:
+        return self.prefix + name
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    prefix = unique_prefix()
+    if request.param == "memory":
+        clock = FakeClock()
+
+        async def advance(seconds: float) -> None:
+            clock.advance(seconds)
+
+        backend = from_url("memory://?max_entries=10000&max_bytes=100000000", clock=clock)
+        yield Harness(backend, prefix, advance, short_ttl_s=5.0)
+        await backend.close()
+    else:
+        backend = from_url(MAIN_REDIS_URL + "?timeout_ms=1000")
+        try:
+            yield Harness(backend, prefix, asyncio.sleep, short_ttl_s=0.1)
+        finally:
+            await backend.delete_prefix(prefix)
+            await backend.close()
+
+
+async def test_binary_values_round_trip(harness: Harness) -> None:
+    values = {
+        harness.k("all-bytes"): bytes(range(256)),
+        harness.k("nul"): b"\x00\x00\xff\xfe",
+        harness.k("empty"): b"",
+        harness.k("big"): bytes(range(256)) * 4096,
+    }
+    await harness.backend.set_many(values, ttl_s=60)
+    got = await harness.backend.get_many(list(values))
+    assert got == list(values.values())
+    assert all(isinstance(v, bytes) for v in got)
+
+
+async def test_get_many_keeps_order_with_misses_and_repeats(harness: Harness) -> None:
+    await harness.backend.set_many({harness.k("a"): b"A", harness.k("c"): b"C"}, ttl_s=60)
+    keys = [harness.k(n) for n in ("c", "missing", "a", "c", "b")]
+    assert await harness.backend.get_many(keys) == [b"C", None, b"A", b"C", None]
+    assert await harness.backend.get_many([]) == []
+
+
+async def test_set_overwrites_value_and_ttl(harness: Harness) -> None:
+    key = harness.k("x")
+    await harness.backend.set_many({key: b"old"}, ttl_s=harness.short_ttl_s)
+    await harness.backend.set_many({key: b"new"}, ttl_s=3600)
+    await harness.wait(harness.short_ttl_s * 2.5)
+    assert await harness.backend.get_many([key]) == [b"new"]
+
+
+async def test_ttl_expiry(harness: Harness) -> None:
+    short, long = harness.k("short"), harness.k("long")
+    await harness.backend.set_many({short: b"s"}, ttl_s=harness.short_ttl_s)
+    await harness.backend.set_many({long: b"l"}, ttl_s=3600)
+    assert await harness.backend.get_many([short, long]) == [b"s", b"l"]
+    await harness.wait(harness.short_ttl_s * 2.5)
+    assert await harness.backend.get_many([short, long]) == [None, b"l"]
+
+
+async def test_ttl_must_be_positive(harness: Harness) -> None:
+    with pytest.raises(ValueError, match="ttl_s"):
+        await harness.backend.set_many({harness.k("x"): b"x"}, ttl_s=0)
+
+
+async def test_delete_prefix_deletes_exactly_the_prefix(harness: Harness) -> None:
+    # Glob metacharacters in the prefix must match literally on Redis.
+    inside = {harness.k(f"m*[a]?:{i}"): b"1" for i in range(1200)}
+    outside = {harness.k("m*[a]"): b"2", harness.k("other:1"): b"3", harness.k("mXaY:1"): b"4"}
+    await harness.backend.set_many({**inside, **outside}, ttl_s=60)
+    removed = await harness.backend.delete_prefix(harness.k("m*[a]?:"))
+    assert removed == len(inside)
+    assert await harness.backend.get_many(list(inside)[:5]) == [None] * 5
+    assert await harness.backend.get_many(list(outside)) == list(outside.values())
+    assert await harness.backend.delete_prefix(harness.k("m*[a]?:")) == 0
+
+
+# --- memory only: bounds and LRU -------------------------------------------------------
+
+
+async def test_memory_lru_bound_by_entries() -> None:
+    clock = FakeClock()
+    backend = from_url("memory://?max_entries=3", clock=clock)
+    assert isinstance(backend, MemoryBackend)
+    await backend.set_many({"a": b"1", "b": b"2", "c": b"3"}, ttl_s=60)
+    assert await backend.get_many(["a"]) == [b"1"]  # a is now most recently used
+    await backend.set_many({"d": b"4"}, ttl_s=60)
+    assert await backend.get_many(["a", "b", "c", "d"]) == [b"1", None, b"3", b"4"]
+    assert backend.entries == 3
+    assert backend.evictions == 1
+
+
+async def test_memory_lru_bound_by_bytes() -> None:
+    value = b"v" * 1000
+    one = entry_size("k0", value)
+    backend = MemoryBackend(MemoryConfig(max_entries=1000, max_bytes=one * 3), clock=FakeClock())
+    await backend.set_many({"k0": value, "k1": value, "k2": value}, ttl_s=60)
+    assert backend.bytes_used == one * 3
+    await backend.get_many(["k0"])
+    await backend.set_many({"k3": value}, ttl_s=60)
+    assert await backend.get_many(["k0", "k1", "k2", "k3"]) == [value, None, value, value]
+    assert backend.bytes_used == one * 3
+    assert backend.evictions == 1
+    # One entry larger than the whole budget is refused rather than flushing the cache.
+    await backend.set_many({"huge": b"x" * (one * 4)}, ttl_s=60)
+    assert await backend.get_many(["huge", "k0"]) == [None, value]
+    assert backend.rejected == 1
+
+
+async def test_memory_expired_entries_leave_the_counts() -> None:
+    clock = FakeClock()
+    backend = MemoryBackend(MemoryConfig(max_entries=10, max_bytes=10**6), clock=clock)
+    await backend.set_many({"a": b"x" * 100}, ttl_s=1.0)
+    clock.advance(0.999)
+    assert await backend.get_many(["a"]) == [b"x" * 100]
+    clock.advance(0.001)
+    assert await backend.get_many(["a"]) == [None]
+    assert (backend.entries, backend.bytes_used, backend.expirations) == (0, 0, 1)
+    assert backend.evictions == 0
+
+
+# --- from_url ----------------------------------------------------------------------------
+
+
+def test_from_url_memory_reads_bounds() -> None:
+    backend = from_url("memory://?max_entries=7&max_bytes=4096")
+    assert isinstance(backend, MemoryBackend)
+    assert (backend.config.max_entries, backend.config.max_bytes) == (7, 4096)
+    default = from_url("memory://")
+    assert isinstance(default, MemoryBackend)
+    assert default.config.max_entries == 100_000
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("memcached://127.0.0.1:11211", "unknown cache URL scheme 'memcached'"),
+        ("127.0.0.1:6379", "unknown cache URL scheme"),
+        ("memory://?max_entries=0", "max_entries must be > 0"),
+        ("memory://?max_bytes=lots", "max_bytes must be an integer"),
+        ("memory://?max_entries=1&max_entries=2", "more than once"),
+        ("memory://?maxentries=5", "unknown parameter"),
+        ("redis:///0", "needs a host"),
+        ("redis://127.0.0.1:6379/0?timeout_ms=-1", "timeout_ms must be > 0"),
+    ],
+)
+def test_from_url_rejects_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(InvalidCacheURL, match=message):
+        from_url(url)
+
+
+@pytest.mark.redis
+async def test_from_url_redis_has_bounded_timeouts() -> None:
+    from tenfold.cache.redis import RedisBackend
+
+    backend = from_url("redis://127.0.0.1:6379/0?timeout_ms=250")
+    assert isinstance(backend, RedisBackend)
+    assert backend.config.timeout_ms == 250
+    assert backend.config.url == "redis://127.0.0.1:6379/0"
+    await backend.close()

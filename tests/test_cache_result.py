@@ -1,0 +1,251 @@
+"""Result cache: keys, TTL, single-flight, errors never cached, purge."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from cache_support import MAIN_REDIS_URL, unique_prefix
+from tenfold.cache import (
+    CacheBackend,
+    MemoryBackend,
+    Outcome,
+    ResultCache,
+    ResultCacheConfig,
+    from_url,
+)
+from tenfold.cache.keys import KEY_SCHEMA_VERSION
+from tenfold.clock import FakeClock
+
+
+class Model:
+    """A stand-in model that counts its own calls and can be held at a gate."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_with: Exception | None = None
+
+    async def __call__(self, x: Any) -> dict[str, Any]:
+        self.calls += 1
+        await self.gate.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        return {"y": x, "call": self.calls}
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[ResultCache]:
+    # A unique namespace per test keeps parallel runs on the shared Redis apart.
+    namespace = unique_prefix().replace(":", "-").rstrip("-")
+    backend: CacheBackend
+    if request.param == "memory":
+        backend = MemoryBackend(clock=FakeClock())
+    else:
+        backend = from_url(MAIN_REDIS_URL + "?timeout_ms=1000")
+    yield ResultCache(backend, config=ResultCacheConfig(namespace=namespace))
+    await backend.delete_prefix(namespace + ":")
+    await backend.close()
+
+
+async def ask(
+    cache: ResultCache, model: Model, x: Any, *, version: str = "1", **kw: Any
+) -> tuple[Any, Outcome]:
+    res = await cache.get_or_compute(
+        model="m", version=version, input=x, compute=lambda: model(x), **kw
+    )
+    return res.value, res.outcome
+
+
+async def until(predicate: Any) -> None:
+    """Let the event loop run until ``predicate()`` holds (no wall-clock sleeps)."""
+    for _ in range(10_000):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never reached")
+
+
+async def test_100_concurrent_identical_misses_make_one_call(cache: ResultCache) -> None:
+    model = Model()
+    model.gate.clear()
+    tasks = [asyncio.create_task(ask(cache, model, {"q": "same"})) for _ in range(100)]
+    await until(lambda: cache.stats.coalesced == 99 and model.calls == 1)
+    model.gate.set()
+    results = await asyncio.gather(*tasks)
+    assert model.calls == 1
+    assert {json.dumps(v) for v, _ in results} == {json.dumps({"y": {"q": "same"}, "call": 1})}
+    outcomes = [o for _, o in results]
+    assert outcomes.count(Outcome.MISS) == 1
+    assert outcomes.count(Outcome.COALESCED) == 99
+    # Afterwards it is a plain hit, still without a call.
+    assert await ask(cache, model, {"q": "same"}) == ({"y": {"q": "same"}, "call": 1}, Outcome.HIT)
+    assert model.calls == 1
+    assert (cache.stats.hits, cache.stats.misses) == (1, 1)
+
+
+async def test_an_error_reaches_every_waiter_and_is_never_cached(cache: ResultCache) -> None:
+    model = Model()
+    model.gate.clear()
+    model.fail_with = RuntimeError("CUDA out of memory")
+    tasks = [asyncio.create_task(ask(cache, model, "x")) for _ in range(20)]
+    await until(lambda: cache.stats.coalesced == 19)
+    model.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) and "out of memory" in str(r) for r in results)
+    assert model.calls == 1
+    # Nothing was stored: the next identical request computes again, and that success sticks.
+    model.fail_with = None
+    assert await ask(cache, model, "x") == ({"y": "x", "call": 2}, Outcome.MISS)
+    assert await ask(cache, model, "x") == ({"y": "x", "call": 2}, Outcome.HIT)
+
+
+async def test_keys_isolate_model_version_tenant_and_params(cache: ResultCache) -> None:
+    model = Model()
+    await ask(cache, model, "x")
+    assert (await ask(cache, model, "x"))[1] is Outcome.HIT
+    assert (await ask(cache, model, "x", version="2"))[1] is Outcome.MISS
+    assert (await ask(cache, model, "x", tenant="alice"))[1] is Outcome.MISS
+    assert (await ask(cache, model, "x", tenant="bob"))[1] is Outcome.MISS
+    assert (await ask(cache, model, "x", tenant="alice"))[1] is Outcome.HIT
+    assert (await ask(cache, model, "x", params={"k": 3}))[1] is Outcome.MISS
+    assert model.calls == 5
+    other = await cache.get_or_compute(model="m2", version="1", input="x", compute=lambda: model(1))
+    assert other.outcome is Outcome.MISS
+    assert model.calls == 6
+
+
+def test_key_is_sha256_of_canonical_json_under_a_model_prefix() -> None:
+    cache = ResultCache(MemoryBackend())
+    a = cache.key("embed", "3", {"b": [1, {"z": 1, "a": 2}], "a": "é"}, {"top_k": 5}, "t1")
+    b = cache.key("embed", "3", {"a": "é", "b": [1, {"a": 2, "z": 1}]}, {"top_k": 5}, "t1")
+    assert a == b
+    sorted_input = {"a": "é", "b": [1, {"a": 2, "z": 1}]}
+    material = json.dumps(
+        [KEY_SCHEMA_VERSION, "t1", "embed", "3", sorted_input, {"top_k": 5}],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    assert a == f"tenfold:r:{KEY_SCHEMA_VERSION}:embed:" + hashlib.sha256(material).hexdigest()
+    # No tenant and the empty tenant are the same scope; a ':' in a model name is quoted.
+    assert cache.key("m", "1", 1) == cache.key("m", "1", 1, tenant="")
+    assert cache.key("a:b", "1", 1).startswith(f"tenfold:r:{KEY_SCHEMA_VERSION}:a%3Ab:")
+
+
+async def test_default_ttl_is_300_s_and_per_model_override() -> None:
+    clock = FakeClock()
+    cache = ResultCache(
+        MemoryBackend(clock=clock), config=ResultCacheConfig(model_ttl_s={"fast": 10.0})
+    )
+    assert cache.config.ttl_s == 300.0
+    model = Model()
+
+    async def outcome(name: str) -> Outcome:
+        res = await cache.get_or_compute(
+            model=name, version="1", input="x", compute=lambda: model("x")
+        )
+        return res.outcome
+
+    assert [await outcome("m"), await outcome("fast")] == [Outcome.MISS, Outcome.MISS]
+    clock.advance(9.9)
+    assert [await outcome("m"), await outcome("fast")] == [Outcome.HIT, Outcome.HIT]
+    clock.advance(0.2)
+    assert [await outcome("m"), await outcome("fast")] == [Outcome.HIT, Outcome.MISS]
+    clock.advance(290.0)  # 300.1 s after the first store
+    assert await outcome("m") is Outcome.MISS
+
+
+async def test_bypass_skips_the_lookup_and_refreshes_the_entry(cache: ResultCache) -> None:
+    model = Model()
+    assert await ask(cache, model, "x") == ({"y": "x", "call": 1}, Outcome.MISS)
+    res = await cache.get_or_compute(
+        model="m", version="1", input="x", compute=lambda: model("x"), bypass=True
+    )
+    assert (res.value, res.outcome, res.header) == ({"y": "x", "call": 2}, Outcome.BYPASS, "miss")
+    assert await ask(cache, model, "x") == ({"y": "x", "call": 2}, Outcome.HIT)
+
+
+async def test_purge_model_drops_only_that_model(cache: ResultCache) -> None:
+    model = Model()
+    for name in ("a", "a:b", "ab"):
+        for x in range(3):
+            await cache.get_or_compute(model=name, version="1", input=x, compute=lambda: model(0))
+    assert await cache.purge_model("a") == 3
+    assert model.calls == 9
+    for name, expected in (("a", Outcome.MISS), ("a:b", Outcome.HIT), ("ab", Outcome.HIT)):
+        res = await cache.get_or_compute(model=name, version="1", input=0, compute=lambda: model(0))
+        assert res.outcome is expected, name
+
+
+async def test_a_flight_that_straddles_a_purge_does_not_write_back(cache: ResultCache) -> None:
+    model = Model()
+    model.gate.clear()
+    task = asyncio.create_task(ask(cache, model, "x"))
+    await until(lambda: model.calls == 1)
+    await cache.purge_model("m")
+    model.gate.set()
+    assert await task == ({"y": "x", "call": 1}, Outcome.MISS)
+    assert (await ask(cache, model, "x"))[1] is Outcome.MISS
+
+
+async def test_a_cancelled_leader_does_not_cancel_its_followers(cache: ResultCache) -> None:
+    model = Model()
+    model.gate.clear()
+    leader = asyncio.create_task(ask(cache, model, "x"))
+    await until(lambda: model.calls == 1)
+    follower = asyncio.create_task(ask(cache, model, "x"))
+    await until(lambda: cache.stats.coalesced == 1)
+    leader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    model.gate.set()
+    assert await follower == ({"y": "x", "call": 1}, Outcome.COALESCED)
+    assert (await ask(cache, model, "x"))[1] is Outcome.HIT
+
+
+async def test_inputs_without_canonical_json_are_computed_uncached() -> None:
+    cache = ResultCache(MemoryBackend())
+    model = Model()
+    for _ in range(2):
+        res = await cache.get_or_compute(
+            model="m", version="1", input={1j}, compute=lambda: model("set")
+        )
+        assert res.outcome is Outcome.BYPASS
+    assert model.calls == 2
+
+
+async def test_outputs_that_are_not_json_are_returned_but_not_cached() -> None:
+    cache = ResultCache(MemoryBackend())
+    calls = 0
+
+    async def compute() -> object:
+        nonlocal calls
+        calls += 1
+        return object()
+
+    for _ in range(2):
+        res = await cache.get_or_compute(model="m", version="1", input="x", compute=compute)
+        assert res.outcome is Outcome.MISS
+    assert calls == 2
+
+
+def test_header_values() -> None:
+    from tenfold.cache import CachedResult
+
+    assert [CachedResult(None, o).header for o in Outcome] == ["hit", "miss", "hit", "miss"]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="ttl_s"):
+        ResultCacheConfig(ttl_s=0)
+    with pytest.raises(ValueError, match="for slow"):
+        ResultCacheConfig(model_ttl_s={"slow": -1.0})
+    with pytest.raises(ValueError, match="namespace"):
+        ResultCacheConfig(namespace="a:b")
