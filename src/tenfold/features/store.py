@@ -163,9 +163,14 @@ class FeatureStore:
             if misses:
                 self.stats.count(Outcome.MISS, len(misses))
                 loaded, _calls = await self._load(view, misses)
+                # Encode before answering: a value that cannot be cached is an error for
+                # every caller, and a miss answers exactly what a later hit will.
+                found, absent = self._encode(view, misses, loaded)
                 for entity_id in misses:
-                    futures[entity_id].set_result(loaded.get(entity_id))
-                await self._store(view, misses, loaded)
+                    key = self.key(view, entity_id)
+                    _found, features = decode(found[key] if key in found else absent[key])
+                    futures[entity_id].set_result(features)
+                await self._store(view, found, absent)
         except Exception as exc:
             error = (
                 exc
@@ -218,22 +223,29 @@ class FeatureStore:
         self.stats.add_compute(time.perf_counter() - started, len(ids))
         return out, calls
 
-    async def _store(
+    def _encode(
         self, view: FeatureView, ids: Sequence[str], loaded: Mapping[str, Features]
-    ) -> None:
+    ) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """``(found, absent)`` cache entries by key for ``ids``."""
         found: dict[str, bytes] = {}
-        missing: dict[str, bytes] = {}
+        absent: dict[str, bytes] = {}
         for entity_id in ids:
             features = loaded.get(entity_id)
-            target = found if features is not None else missing
+            target = found if features is not None else absent
             try:
                 target[self.key(view, entity_id)] = encode(features)
             except FeatureCodecError as exc:
                 raise FeatureLoadError(f"feature view {view.name!r}, {entity_id!r}: {exc}") from exc
+        return found, absent
+
+    async def _store(
+        self, view: FeatureView, found: Mapping[str, bytes], absent: Mapping[str, bytes]
+    ) -> None:
+        """Store found entities for ``ttl_s`` and absent ones for ``missing_ttl_s``."""
         if found:
             await self.backend.set_many(found, view.ttl_s)
-        if missing:
-            await self.backend.set_many(missing, view.missing_ttl_s)
+        if absent:
+            await self.backend.set_many(absent, view.missing_ttl_s)
 
     # -- materialization -----------------------------------------------------------------
 
@@ -265,7 +277,7 @@ class FeatureStore:
             loaded, n = await self._load(view, chunk)
             calls += n
             found = [i for i in chunk if i in loaded]
-            await self._store(view, found, loaded)
+            await self._store(view, *self._encode(view, found, loaded))
             stored += len(found)
             if on_progress is not None:
                 on_progress(start + len(chunk), len(ids))
@@ -283,10 +295,16 @@ class FeatureStore:
         view = self.view(view_name)
         return await self.backend.delete_prefix(model_prefix(self.namespace, LAYER, view.name))
 
+    async def wait_idle(self) -> None:
+        """Wait until no fetch is running. Callers get their answers before the values
+        are stored (a fetch finishes in the background); tests and ``close`` wait here."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def close(self) -> None:
-        """Wait for fetches still running (their callers may be gone) and stop."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Let running fetches finish (their callers may be gone); the backend is the
+        owner's to close."""
+        await self.wait_idle()
 
 
 async def _call_loader(view: FeatureView, ids: list[str]) -> LoaderResult:
