@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tenfold.errors import TenfoldError
+from tenfold.errors import IndexNotFound, TenfoldError
 from tenfold.index.build import DEFAULT_BATCH_SIZE, BuildReport, build_index, refresh_index
 from tenfold.index.catalog import read_items, write_items
 from tenfold.index.demo import Corpus, corpus_items
@@ -175,8 +175,14 @@ def demo(
         write_items(items_path, catalog)
         console.print(f"corpus {corpus.value}: {len(catalog)} passages -> {items_path}")
         embedder = embedder_from_target("embed")
+        # Run again after editing the docs: only the changed passages are embedded.
+        try:
+            current_generation_dir(directory, index_name)
+            publish = refresh_index
+        except IndexNotFound:
+            publish = build_index
         with _progress(f"embedding {len(catalog)} passages") as update:
-            report = build_index(
+            report = publish(
                 directory,
                 index_name,
                 catalog,
