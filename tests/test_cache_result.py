@@ -249,3 +249,44 @@ def test_config_validation() -> None:
         ResultCacheConfig(model_ttl_s={"slow": -1.0})
     with pytest.raises(ValueError, match="namespace"):
         ResultCacheConfig(namespace="a:b")
+
+
+@pytest.mark.redis
+async def test_a_leader_cancelled_during_its_lookup_hands_over_to_a_follower() -> None:
+    namespace = unique_prefix().replace(":", "-").rstrip("-")
+    backend = from_url(MAIN_REDIS_URL + "?timeout_ms=1000")
+    cache = ResultCache(backend, config=ResultCacheConfig(namespace=namespace))
+    model = Model()
+    try:
+        leader = asyncio.create_task(ask(cache, model, "x"))
+        # Redis lookups suspend: step until the leader is waiting on the network.
+        await until(lambda: cache.stats.misses == 0 and len(cache._flights) == 1)
+        follower = asyncio.create_task(ask(cache, model, "x"))
+        await until(lambda: cache.stats.coalesced == 1)
+        leader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        # The follower starts over as the new leader, misses and computes once.
+        assert await follower == ({"y": "x", "call": 1}, Outcome.MISS)
+        assert cache.stats.coalesced == 0
+    finally:
+        await backend.delete_prefix(namespace + ":")
+        await backend.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, False),
+        ("", False),
+        ("no-cache", True),
+        ("max-age=0, No-Cache", True),
+        ('no-cache="set-cookie"', True),
+        ("no-store", False),
+        ("max-age=60", False),
+    ],
+)
+def test_no_cache_requested(header: str | None, expected: bool) -> None:
+    from tenfold.cache import no_cache_requested
+
+    assert no_cache_requested(header) is expected

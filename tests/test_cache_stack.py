@@ -146,3 +146,23 @@ def test_bad_url_fails_at_startup() -> None:
         CacheStack.from_url("memcache://localhost")
     with pytest.raises(ValueError, match="embedding_ttl_s"):
         CacheSettings(embedding_ttl_s=0)
+
+
+async def test_stack_purge_model_covers_results_and_embeddings() -> None:
+    stack = CacheStack.from_url("memory://")
+    assert stack.result is not None
+    emb = stack.embedding("embed", "1")
+    other = stack.embedding("other", "1")
+    assert emb is not None and other is not None
+
+    async def compute() -> int:
+        return 1
+
+    for x in range(3):
+        await stack.result.get_or_compute(model="embed", version="1", input=x, compute=compute)
+    await emb.embed_many(["a", "b"], lambda items: [[1.0] for _ in items])
+    await other.embed_many(["a"], lambda items: [[1.0] for _ in items])
+    assert await stack.purge_model("embed") == {"result": 3, "embedding": 2}
+    assert await stack.purge_model("embed") == {"result": 0, "embedding": 0}
+    assert await CacheStack.disabled().purge_model("embed") == {}
+    await stack.close()

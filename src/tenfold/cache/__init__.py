@@ -9,7 +9,12 @@ from tenfold.cache.embedding import EmbeddingCache
 from tenfold.cache.memory import MemoryBackend, MemoryConfig
 from tenfold.cache.metrics import CacheMetrics
 from tenfold.cache.resilient import ResilientBackend, ResilientConfig
-from tenfold.cache.result import CachedResult, ResultCache, ResultCacheConfig
+from tenfold.cache.result import (
+    CachedResult,
+    ResultCache,
+    ResultCacheConfig,
+    no_cache_requested,
+)
 from tenfold.cache.stack import CacheSettings, CacheStack
 from tenfold.cache.stats import LayerStats, Outcome
 
@@ -30,4 +35,5 @@ __all__ = [
     "ResultCache",
     "ResultCacheConfig",
     "from_url",
+    "no_cache_requested",
 ]

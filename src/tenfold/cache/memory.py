@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from tenfold.clock import Clock, SystemClock
 
@@ -39,6 +40,9 @@ def entry_size(key: str, value: bytes) -> int:
 
 class MemoryBackend:
     """``MemoryBackend(MemoryConfig(max_entries=1000), clock=FakeClock())``."""
+
+    # Never suspends: ResilientBackend skips its per-call timeout for it.
+    in_process: ClassVar[bool] = True
 
     def __init__(self, config: MemoryConfig | None = None, *, clock: Clock | None = None) -> None:
         self.config = config or MemoryConfig()

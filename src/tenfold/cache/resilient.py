@@ -58,6 +58,8 @@ class ResilientBackend:
         self.name = name or self.stats.layer
         self._failed_at: float | None = None  # None: no open incident
         self.incidents = 0
+        # An in-process store never waits, so a timer per call (~30 us) would buy nothing.
+        self._in_process = bool(getattr(inner, "in_process", False))
         self.skipped = 0
 
     @property
@@ -94,8 +96,11 @@ class ResilientBackend:
         if not keys or self._skip():
             return [None] * len(keys)
         try:
-            async with asyncio.timeout(self.config.op_timeout_s):
+            if self._in_process:
                 values = await self.inner.get_many(keys)
+            else:
+                async with asyncio.timeout(self.config.op_timeout_s):
+                    values = await self.inner.get_many(keys)
         except Exception as exc:
             # Broad on purpose: whatever the backend does, the request goes on.
             self._failed("get_many", exc)
@@ -107,8 +112,11 @@ class ResilientBackend:
         if not items or self._skip():
             return
         try:
-            async with asyncio.timeout(self.config.op_timeout_s):
+            if self._in_process:
                 await self.inner.set_many(items, ttl_s)
+            else:
+                async with asyncio.timeout(self.config.op_timeout_s):
+                    await self.inner.set_many(items, ttl_s)
         except Exception as exc:
             self._failed("set_many", exc)
             return

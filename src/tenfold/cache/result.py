@@ -34,12 +34,20 @@ from tenfold.cache.keys import DEFAULT_NAMESPACE, KEY_SCHEMA_VERSION, model_pref
 from tenfold.cache.resilient import ResilientBackend
 from tenfold.cache.stats import LayerStats, Outcome
 
-__all__ = ["DEFAULT_RESULT_TTL_S", "CachedResult", "ResultCache", "ResultCacheConfig"]
+__all__ = [
+    "DEFAULT_RESULT_TTL_S",
+    "CachedResult",
+    "ResultCache",
+    "ResultCacheConfig",
+    "no_cache_requested",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RESULT_TTL_S = 300.0
 LAYER = "r"
+# Sentinel for "not in the cache": ``None`` is a valid cached value.
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,20 @@ class CachedResult:
         return "hit" if self.outcome in (Outcome.HIT, Outcome.COALESCED) else "miss"
 
 
+def no_cache_requested(cache_control: str | None) -> bool:
+    """True when a ``Cache-Control`` request header carries the ``no-cache`` directive."""
+    if not cache_control:
+        return False
+    return any(
+        part.split("=", 1)[0].strip().lower() == "no-cache" for part in cache_control.split(",")
+    )
+
+
+def _retrieve(flight: asyncio.Future[Any]) -> None:
+    if not flight.cancelled():
+        flight.exception()
+
+
 def canonical_json(obj: Any) -> bytes:
     """JSON with sorted keys at every depth; raises ``TypeError`` for non-JSON values."""
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
@@ -91,7 +113,7 @@ class ResultCache:
         if stats is None:
             stats = backend.stats if isinstance(backend, ResilientBackend) else LayerStats("result")
         self.stats = stats
-        self._flights: dict[str, asyncio.Task[Any]] = {}
+        self._flights: dict[str, asyncio.Future[Any]] = {}
         # Bumped by purge_model: a computation that started before a purge must not
         # write its (possibly stale) answer back after it.
         self._generation: dict[str, int] = {}
@@ -138,42 +160,67 @@ class ResultCache:
             self.stats.count(Outcome.BYPASS)
             value = await self._compute_and_store(model, key, compute, ttl)
             return CachedResult(value, Outcome.BYPASS)
-        flight = self._flights.get(key)
-        if flight is not None:
+        while (flight := self._flights.get(key)) is not None:
+            # Counted on joining, so that stats show waiters while the flight is out.
             self.stats.count(Outcome.COALESCED)
-            value, _ = await asyncio.shield(flight)
+            try:
+                value, _ = await asyncio.shield(flight)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if flight.cancelled() and (task is None or not task.cancelling()):
+                    # The leader was cancelled during its lookup: start over.
+                    self.stats.coalesced -= 1
+                    continue
+                raise
             return CachedResult(value, Outcome.COALESCED)
         # Registered before the first await, so every identical request from here on joins it.
-        flight = asyncio.ensure_future(self._fly(model, key, compute, ttl))
-        self._flights[key] = flight
-        flight.add_done_callback(self._landed)
-        # Shielded: a cancelled leader (client gone) must not cancel its followers' answer.
-        value, outcome = await asyncio.shield(flight)
-        return CachedResult(value, outcome)
-
-    def _landed(self, flight: asyncio.Task[Any]) -> None:
-        for key, current in list(self._flights.items()):
-            if current is flight:
-                del self._flights[key]
-                break
-        # Retrieve the exception so that a flight every waiter abandoned logs nothing spurious.
-        if not flight.cancelled():
-            flight.exception()
-
-    async def _fly(
-        self, model: str, key: str, compute: Callable[[], Awaitable[Any]], ttl_s: float
-    ) -> tuple[Any, Outcome]:
-        (raw,) = await self.backend.get_many([key])
-        if raw is not None:
-            try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                log.warning("result cache: undecodable entry %s, recomputing", key)
-            else:
-                self.stats.count(Outcome.HIT)
-                return value, Outcome.HIT
+        # A plain future, not a task: the hit path stays one coroutine, with no scheduling.
+        leader: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # Mark an exception no follower awaited as retrieved: it already reached the leader.
+        leader.add_done_callback(_retrieve)
+        self._flights[key] = leader
+        try:
+            value = await self._lookup(key)
+        except BaseException:
+            # Only cancellation gets here (a resilient backend never raises): followers retry.
+            self._land(key, leader)
+            leader.cancel()
+            raise
+        if value is not _MISSING:
+            self._land(key, leader)
+            leader.set_result((value, Outcome.HIT))
+            self.stats.count(Outcome.HIT)
+            return CachedResult(value, Outcome.HIT)
         self.stats.count(Outcome.MISS)
-        return await self._compute_and_store(model, key, compute, ttl_s), Outcome.MISS
+        # The computation runs as its own task, shielded: a cancelled leader (client gone)
+        # must not cancel the answer its followers are waiting for.
+        work = asyncio.ensure_future(self._compute_and_store(model, key, compute, ttl))
+        work.add_done_callback(lambda done: self._finish(key, leader, done))
+        value = await asyncio.shield(work)
+        return CachedResult(value, Outcome.MISS)
+
+    def _land(self, key: str, flight: asyncio.Future[Any]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
+    def _finish(self, key: str, flight: asyncio.Future[Any], work: asyncio.Future[Any]) -> None:
+        self._land(key, flight)
+        if work.cancelled():
+            flight.cancel()
+        elif (exc := work.exception()) is not None:
+            flight.set_exception(exc)
+        else:
+            flight.set_result((work.result(), Outcome.MISS))
+
+    async def _lookup(self, key: str) -> Any:
+        (raw,) = await self.backend.get_many([key])
+        if raw is None:
+            return _MISSING
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            log.warning("result cache: undecodable entry %s, recomputing", key)
+            return _MISSING
 
     async def _compute_and_store(
         self, model: str, key: str, compute: Callable[[], Awaitable[Any]], ttl_s: float

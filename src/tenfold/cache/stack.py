@@ -27,7 +27,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from tenfold.cache.backend import from_url
 from tenfold.cache.embedding import DEFAULT_EMBEDDING_TTL_S, EmbeddingCache
-from tenfold.cache.keys import DEFAULT_NAMESPACE
+from tenfold.cache.embedding import LAYER as EMBEDDING_LAYER
+from tenfold.cache.keys import DEFAULT_NAMESPACE, model_prefix
 from tenfold.cache.metrics import CacheMetrics
 from tenfold.cache.resilient import ResilientBackend, ResilientConfig
 from tenfold.cache.result import ResultCache, ResultCacheConfig
@@ -130,6 +131,20 @@ class CacheStack:
             )
             self._embeddings[(model, version)] = cache
         return cache
+
+    async def purge_model(self, model: str) -> dict[str, int | None]:
+        """``DELETE /v1/models/{model}/cache``: drop the model's results and embeddings.
+
+        Per layer: entries deleted, or ``None`` where the backend was unavailable
+        (answer 503 so the operator retries). Empty when the cache is disabled.
+        """
+        out: dict[str, int | None] = {}
+        if self.result is not None:
+            out["result"] = await self.result.purge_model(model)
+        if "embedding" in self._backends:
+            prefix = model_prefix(self.settings.namespace, EMBEDDING_LAYER, model)
+            out["embedding"] = await self._backends["embedding"].try_delete_prefix(prefix)
+        return out
 
     def stats(
         self,
