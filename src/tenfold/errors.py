@@ -9,15 +9,18 @@ one place)::
     │   ├── InvalidInput        422  schema/validation error (says which field)
     │   └── PayloadTooLarge     413  body over the configured limit
     ├── NotFound                404
-    │   └── ModelNotFound       404  unknown model name
+    │   ├── ModelNotFound       404  unknown model name
+    │   ├── IndexNotFound       404  unknown vector index name (tenfold.index)
+    │   └── FeatureViewNotFound 404  unknown feature view name (tenfold.features)
     ├── Overloaded              503  shed: predicted to miss its deadline (Retry-After)
     │   └── QueueFull           429  backpressure: too much queued (Retry-After)
     ├── DeadlineExceeded        504  the deadline passed before the result
     ├── NotReady                503  models still loading
     ├── ModelError              500  the model raised on this item (carries its message)
     │   └── WorkerCrashed       500  the worker process died while running the item
-    └── CacheUnavailable        503  a cache backend failed (internal: the resilient
-                                     wrapper turns it into a miss; never sent)
+    ├── CacheUnavailable        503  a cache backend failed (internal: the resilient
+    │                                wrapper turns it into a miss; never sent)
+    └── FeatureLoadError        500  a feature view's loader failed (offline source down or wrong)
 
 :class:`ItemError` is what a model may *return* in place of one output to fail
 that item alone; it becomes a ``ModelError`` for that item.
@@ -101,6 +104,20 @@ class ItemError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class IndexNotFound(NotFound):
+    type = "index_not_found"
+
+
+class FeatureViewNotFound(NotFound):
+    type = "feature_view_not_found"
+
+
+class FeatureLoadError(TenfoldError):
+    """A feature view's loader raised; every caller waiting on that load gets this."""
+
+    type = "feature_load_error"
 
 
 class CacheUnavailable(TenfoldError):

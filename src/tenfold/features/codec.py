@@ -1,0 +1,54 @@
+"""Feature values <-> cache bytes: compact JSON with a format tag.
+
+``{"v": 1, "f": {...}}`` for an entity's features, ``{"v": 1, "f": null}`` for
+"the source has no such entity". Anything else decodes as a miss.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from tenfold.features.view import Features
+
+FORMAT = 1
+
+
+class FeatureCodecError(ValueError):
+    pass
+
+
+def _default(value: Any) -> Any:
+    # PostgreSQL NUMERIC arrives as Decimal; a feature value is a number to a model.
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"feature value of type {type(value).__name__} is not JSON-serialisable")
+
+
+def encode(features: Features | None) -> bytes:
+    try:
+        return orjson.dumps({"v": FORMAT, "f": features}, default=_default)
+    except TypeError as exc:
+        raise FeatureCodecError(str(exc)) from exc
+
+
+def normalise(features: Features) -> Features:
+    """What a reader of the cache would get back (Decimal -> float, dates -> str)."""
+    decoded: Features = orjson.loads(encode(features))["f"]
+    return decoded
+
+
+def decode(data: bytes) -> tuple[bool, Features | None]:
+    """``(found, features)``; raises :class:`FeatureCodecError` for foreign bytes."""
+    try:
+        record = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise FeatureCodecError(f"not a feature record: {exc}") from exc
+    if not isinstance(record, dict) or record.get("v") != FORMAT or "f" not in record:
+        raise FeatureCodecError("not a feature record of this format")
+    features = record["f"]
+    if features is not None and not isinstance(features, dict):
+        raise FeatureCodecError("feature record holds no object")
+    return features is not None, features
