@@ -328,7 +328,7 @@ def _print_plan(
     gpu = catalog.get(gpu_key)
     console.print(
         f"[bold]{prof.model}[/] ({prof.version}) on [bold]{gpu.name}[/], "
-        f"{'spot' if spot else 'on demand'} {usd(price)}/hour per replica "
+        f"{'spot' if spot else 'on demand'} ${price:g}/hour per replica "
         f"[dim](prices as of {catalog.prices_as_of}; a month = 720 h)[/]",
         highlight=False,
     )
