@@ -215,3 +215,26 @@ def test_plan_with_a_bad_profile(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "--profile", str(bad), "--qps", "1", "--p99-ms", "9"])
     assert result.exit_code == 1
     assert "invalid profile" in result.output and "points" in result.output
+
+
+def test_public_surface_and_no_heavy_imports() -> None:
+    import subprocess
+    import sys
+
+    import tenfold.planner
+
+    for name in tenfold.planner.__all__:
+        assert hasattr(tenfold.planner, name), name
+    # Importing the CLI must not pay for matplotlib, scikit-learn or torch.
+    code = (
+        "import sys, tenfold.planner.cli; "
+        "print(sorted(m for m in ('matplotlib', 'sklearn', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+    )
+    assert out.stdout.strip() == "[]"

@@ -399,3 +399,9 @@ def test_plan_is_feasible_and_cheapest(
     assert row.utilization <= util + 1e-9
     for p in points:
         assert not any(ok(p, r) for r in range(1, row.replicas)), (p, row)
+
+
+def test_ladder_sizes_each_row_even_with_a_fixed_fleet() -> None:
+    req = PlanRequest(qps=0, p99_budget_ms=150, price_per_hour_usd=0.75, replicas=3)
+    rows = ladder(seed_profile().points, req, qps_values=(10, 100_000))
+    assert rows[0].replicas == 1 and rows[1].replicas > 3

@@ -83,6 +83,13 @@ def profile_cmd(
         float, typer.Option("--price-per-hour", help="$/hour of this device, for the cost column.")
     ] = DEFAULT_PRICE_PER_HOUR_USD,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated inputs.")] = 0,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="CPU threads for the model (default: the library's)."),
+    ] = None,
+    min_batches: Annotated[
+        int, typer.Option("--min-batches", help="Batches measured at least, per batch size.")
+    ] = 5,
 ) -> None:
     """Run the model in a worker process and measure latency and throughput per batch size."""
     console = Console()
@@ -125,6 +132,8 @@ def profile_cmd(
                 seconds=seconds,
                 inputs_path=inputs,
                 seed=seed,
+                min_batches=min_batches,
+                threads=threads,
                 on_event=on_event,
             )
         except (ProfilerError, ValueError) as exc:

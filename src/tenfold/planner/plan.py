@@ -178,8 +178,13 @@ def comparisons(points: Sequence[ProfilePoint], req: PlanRequest) -> list[PlanRo
 def ladder(
     points: Sequence[ProfilePoint], req: PlanRequest, qps_values: Sequence[float] = SCALES_QPS
 ) -> list[PlanRow]:
-    """The plan at each load on the ladder (rows that cannot meet the budget say so)."""
-    return [best_effort(points, replace(req, qps=q), f"{q:g} QPS") for q in qps_values]
+    """The plan at each load on the ladder (rows that cannot meet the budget say so).
+
+    Each row sizes its own fleet, like the seed's scale table, even if ``req`` fixes one.
+    """
+    return [
+        best_effort(points, replace(req, qps=q, replicas=None), f"{q:g} QPS") for q in qps_values
+    ]
 
 
 # --- carrying a profile to another device ---

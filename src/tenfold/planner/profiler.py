@@ -70,6 +70,9 @@ class ProfileSpec:
     seed: int = 0
     min_batches: int = 5
     warmup_batches: int = 1
+    #: CPU threads for the model's math libraries (torch, OpenMP, MKL); ``None`` leaves
+    #: their defaults. One thread per worker avoids oversubscribing a shared CPU.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -80,6 +83,8 @@ class ProfileSpec:
             raise ValueError(f"seconds must be > 0, got {self.seconds}")
         if self.min_batches < 1 or self.warmup_batches < 0:
             raise ValueError("min_batches must be >= 1 and warmup_batches >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -146,6 +151,7 @@ def run_profile(
     inputs_path: str | Path | None = None,
     seed: int = 0,
     min_batches: int = 5,
+    threads: int | None = None,
     on_event: Callable[[ProfileEvent], None] | None = None,
 ) -> Profile:
     """Profile ``target`` (``MODULE:CLASS``, ``embed`` or ``classify``) in a worker process."""
@@ -156,6 +162,7 @@ def run_profile(
         inputs_path=str(inputs_path) if inputs_path is not None else None,
         seed=seed,
         min_batches=min_batches,
+        threads=threads,
     )
     ctx = multiprocessing.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
@@ -225,6 +232,10 @@ def _profile_in_worker(spec: ProfileSpec, emit: Callable[[str, dict[str, Any]], 
     # A user's `mymodels:Model` usually lives in the directory tenfold was started from.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if spec.threads is not None:
+        # Before the model imports its math libraries, which read these once.
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(spec.threads)
     emit("loading", {"message": f"loading {spec.target}"})
     cls = load_model_class(spec.target)
     raw = calibration_inputs(
@@ -234,7 +245,12 @@ def _profile_in_worker(spec: ProfileSpec, emit: Callable[[str, dict[str, Any]], 
     items = [adapter.validate_python(r) for r in raw] if adapter is not None else raw
     model = cls()
     model.load()
+    torch = sys.modules.get("torch")
+    if spec.threads is not None and torch is not None:
+        torch.set_num_threads(spec.threads)
     device, cuda = _describe_device()
+    if cuda is None and spec.threads is not None:
+        device += f", {spec.threads} thread{'s' if spec.threads > 1 else ''}"
     weights = _torch_weights_bytes(model)
     if weights is None and cuda is not None:
         weights = int(cuda.memory_allocated())

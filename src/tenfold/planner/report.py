@@ -36,7 +36,9 @@ def ms(value: float) -> str:
 def batch_table_view(rows: Sequence[BatchRow], *, title: str, price_per_hour_usd: float) -> Table:
     """The seed's batching table: batch size, latency, throughput, relative, cost per 1K."""
     t = Table(
-        title=title, caption=f"cost per 1K requests at ${price_per_hour_usd:g}/hour, fully busy"
+        title=title,
+        caption=f"batch latency p50/p99; $ per 1K requests at ${price_per_hour_usd:g}/hour, "
+        "fully busy",
     )
     for col in ("Batch", "p50", "p99", "Items/s", "Relative", "Busy"):
         t.add_column(col, justify="right")
