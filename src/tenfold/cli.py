@@ -148,6 +148,25 @@ def serve(
         raise typer.Exit(1)
 
 
+def _register_subcommands() -> None:
+    """The other parts' commands, under the one ``tenfold`` CLI."""
+    from tenfold.autoscale import cli as autoscale_cli
+    from tenfold.features import cli as features_cli
+    from tenfold.index import cli as index_cli
+    from tenfold.planner import cli as planner_cli
+
+    app.command("profile")(planner_cli.profile_cmd)
+    app.command("plan")(planner_cli.plan_cmd)
+    app.command("autoscale")(autoscale_cli.autoscale)
+    app.command("simulate")(autoscale_cli.simulate)
+    app.add_typer(autoscale_cli.deploy_app, name="deploy")
+    app.add_typer(index_cli.app, name="index")
+    app.add_typer(features_cli.app, name="features")
+
+
+_register_subcommands()
+
+
 def main() -> None:
     app()
 

@@ -69,6 +69,8 @@ class ServerSettings:
     result_cache_ttl_s: float = 300.0
     #: Price of one accelerator (worker) hour, for the cost figures in /v1/stats.
     price_per_hour_usd: float = 1.006
+    #: Where ``tenfold index build`` wrote the vector indexes served at /v1/indexes.
+    index_dir: str = "indexes"
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -97,6 +99,7 @@ _SERVER_ENV = {
     "TENFOLD_CACHE_URL": ("cache_url", str),
     "TENFOLD_RESULT_CACHE_TTL_S": ("result_cache_ttl_s", float),
     "TENFOLD_PRICE_PER_HOUR_USD": ("price_per_hour_usd", float),
+    "TENFOLD_INDEX_DIR": ("index_dir", str),
 }
 
 

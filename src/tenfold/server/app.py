@@ -6,6 +6,7 @@ Routes::
     DELETE /v1/models/{model}/cache   purge the model's cached results and embeddings
     GET  /v1/models                   models, versions, batching config
     GET  /v1/stats                    live figures per model (JSON)
+    POST /v1/indexes/{name}/search    nearest items of a vector index (tenfold index build)
     GET  /healthz                     alive
     GET  /readyz                      200 once every model is loaded, else 503
     GET  /metrics                     Prometheus text
@@ -19,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Header, Request
@@ -145,6 +147,17 @@ class Server:
         return all(s.ready for s in self.services.values())
 
 
+def _mount_indexes(app: FastAPI, settings: ServerSettings) -> None:
+    """Vector-index search routes, when the ``index`` extra (faiss-cpu) is installed."""
+    try:
+        from tenfold.index import IndexRegistry
+        from tenfold.index.api import make_router
+    except ImportError as exc:
+        log.info("vector index search off (%s): pip install 'tenfold[index]'", exc)
+        return
+    app.include_router(make_router(IndexRegistry(Path(settings.index_dir))))
+
+
 def _seconds_per_item(server: Server) -> float:
     """Model time per item, averaged over every served model (for model-seconds saved)."""
     items = sum(s.stats.items_total for s in server.services.values())
@@ -203,6 +216,8 @@ def create_app(
     app.state.server = server
     http_errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    _mount_indexes(app, settings)
 
     @app.post("/v1/models/{model}/predict", summary="Run the model on one input or a list")
     async def predict(

@@ -33,6 +33,9 @@ STATUS: dict[type[e.TenfoldError], int] = {
     e.ModelError: 500,
     e.WorkerCrashed: 500,
     e.CacheUnavailable: 503,
+    e.IndexNotFound: 404,
+    e.FeatureViewNotFound: 404,
+    e.FeatureLoadError: 500,
 }
 
 
