@@ -214,6 +214,12 @@ async def test_models_stats_health_metrics_openapi(upper):
     assert stats["latency_ms"]["p99"] >= stats["latency_ms"]["p50"] > 0
     assert stats["batches"]["mean_size"] >= 1
     assert "wait_ms" in stats["queue"]
+    cost = stats["cost"]
+    assert 0 < cost["busy_fraction"] < 1
+    assert cost["spent_usd"] >= cost["idle_usd"] > 0
+    assert cost["cost_per_1k_requests_usd"] == pytest.approx(
+        cost["spent_usd"] / stats["requests"]["total"] * 1000, rel=0.05
+    )
     text = (await c.get("/metrics")).text
     for name in (
         "tenfold_requests_total{",
@@ -221,6 +227,8 @@ async def test_models_stats_health_metrics_openapi(upper):
         "tenfold_inferences_total{",
         "tenfold_batcher_wait_seconds_bucket{",
         "tenfold_request_duration_seconds_bucket{",
+        "tenfold_worker_busy_ratio{",
+        "tenfold_cost_per_1k_requests_usd{",
     ):
         assert name in text
     spec = (await c.get("/openapi.json")).json()

@@ -26,6 +26,7 @@ class ModelService:
         *,
         metrics: ServingMetrics,
         clock: Clock | None = None,
+        price_per_hour_usd: float = 1.006,
     ) -> None:
         self.settings = settings
         self.target = resolve_target(settings.target)
@@ -52,6 +53,7 @@ class ModelService:
             max_queue_items=settings.max_queue_items,
         )
         self.clock = clock or SystemClock()
+        self.price_per_hour_usd = price_per_hour_usd
         self.metrics = metrics
         self.stats = ModelStats()
         self.pool = WorkerPool(
@@ -177,4 +179,35 @@ class ModelService:
             workers=self.settings.workers,
         )
         snap["worker_restarts"] = self.pool.restarts
+        snap["cost"] = self.cost(now)
         return {**self.describe(), **snap}
+
+    def cost(self, now: float) -> dict[str, Any]:
+        """Live cost of this model's workers at ``price_per_hour_usd`` each: busy fraction
+        (the idle-accelerator figure), money spent and idle, cost per 1K requests, and the
+        share of model time batching saved (measured batches vs ``latency(1)`` per item)."""
+        from tenfold.planner.costs import live_cost
+
+        workers = self.settings.workers
+        wall_s = max(0.0, now - self.started_at) * workers
+        busy_s = min(self.stats.busy_s, wall_s)
+        requests = sum(self.stats.requests_by_status.values())
+        live = live_cost(busy_s, wall_s, requests, self.price_per_hour_usd)
+        fit = self.scheduler.latency.fit
+        saved = None
+        if fit is not None and self.stats.items_total:
+            unbatched_s = self.stats.items_total * fit.predict(1)
+            saved = max(0.0, 1.0 - self.stats.busy_s / unbatched_s) if unbatched_s > 0 else None
+        self.metrics.busy_ratio.labels(self.name).set(live.busy_fraction)
+        if live.cost_per_1k_requests_usd is not None:
+            self.metrics.cost_per_1k.labels(self.name).set(live.cost_per_1k_requests_usd)
+        return {
+            "price_per_hour_usd": self.price_per_hour_usd,
+            "busy_fraction": round(live.busy_fraction, 4),
+            "spent_usd": round(live.cost_usd, 6),
+            "idle_usd": round(live.idle_cost_usd, 6),
+            "cost_per_1k_requests_usd": None
+            if live.cost_per_1k_requests_usd is None
+            else round(live.cost_per_1k_requests_usd, 6),
+            "batching_saved_fraction": None if saved is None else round(saved, 4),
+        }

@@ -76,7 +76,12 @@ class Server:
         self.metrics = ServingMetrics(self.registry)
         self.services: dict[str, ModelService] = {}
         for spec in settings.models:
-            service = ModelService(spec, metrics=self.metrics, clock=clock)
+            service = ModelService(
+                spec,
+                metrics=self.metrics,
+                clock=clock,
+                price_per_hour_usd=settings.price_per_hour_usd,
+            )
             if service.name in self.services:
                 raise ValueError(f"two models are named {service.name!r}")
             self.services[service.name] = service

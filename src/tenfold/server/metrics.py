@@ -93,6 +93,18 @@ class ServingMetrics:
             ["model"],
             registry=registry,
         )
+        self.busy_ratio = Gauge(
+            "tenfold_worker_busy_ratio",
+            "Share of worker wall time spent in predict (idle accelerators burn money)",
+            ["model"],
+            registry=registry,
+        )
+        self.cost_per_1k = Gauge(
+            "tenfold_cost_per_1k_requests_usd",
+            "Worker cost per 1,000 requests answered, at the configured hourly price",
+            ["model"],
+            registry=registry,
+        )
         self.ready = Gauge(
             "tenfold_model_ready",
             "1 when every worker of the model has loaded it",
