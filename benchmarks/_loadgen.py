@@ -25,9 +25,26 @@ from tenfold.examples.sentences import sentences
 async def run(args: argparse.Namespace) -> dict[str, object]:
     texts = sentences(args.sentences, seed=args.seed)
     random.Random(args.seed).shuffle(texts)
+    hot = texts[: args.hot]
+    fresh = iter(texts[args.hot :] * 1000)
+    # Zipf-like popularity over the hot set: weight 1/rank.
+    hot_weights = [1.0 / (rank + 1) for rank in range(len(hot))]
+    rng = random.Random(args.seed + 1)
     latencies: list[float] = []
+    latency_by_cache: dict[str, list[float]] = {"hit": [], "miss": []}
     statuses: dict[int, int] = {}
     next_index = 0
+
+    def next_text() -> str:
+        nonlocal next_index
+        if args.repeat > 0:
+            if rng.random() < args.repeat:
+                return rng.choices(hot, hot_weights)[0]
+            return next(fresh)
+        text = texts[next_index % len(texts)]
+        next_index += 1
+        return text
+
     t_start = time.perf_counter()
     t_measure = t_start + args.warmup
     t_end = t_measure + args.seconds
@@ -38,16 +55,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             now = time.perf_counter()
             if now >= t_end:
                 return
-            text = texts[next_index % len(texts)]
-            next_index += 1
+            text = next_text()
             t0 = time.perf_counter()
             async with session.post(args.url, json={"input": text}) as resp:
                 await resp.read()
                 status = resp.status
+                mark = resp.headers.get("x-tenfold-cache")
             t1 = time.perf_counter()
             if t_measure <= t1 <= t_end:  # completions inside the measured window
                 latencies.append(t1 - t0)
                 statuses[status] = statuses.get(status, 0) + 1
+                if mark in latency_by_cache:
+                    latency_by_cache[mark].append(t1 - t0)
 
     conn = aiohttp.TCPConnector(limit=args.concurrency)
     timeout = aiohttp.ClientTimeout(total=120)
@@ -57,8 +76,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     n = len(latencies)
     usage = resource.getrusage(resource.RUSAGE_SELF)
 
-    def pct(p: float) -> float:
-        return 1000 * latencies[min(n - 1, int(p * n))] if n else float("nan")
+    def pct(p: float, values: list[float] = latencies) -> float:
+        values = sorted(values)
+        k = len(values)
+        return 1000 * values[min(k - 1, int(p * k))] if k else float("nan")
 
     return {
         "completed": n,
@@ -67,6 +88,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "items_per_s": statuses.get(200, 0) / args.seconds,
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
+        "hits": len(latency_by_cache["hit"]),
+        "hit_p50_ms": pct(0.50, latency_by_cache["hit"]),
+        "hit_p99_ms": pct(0.99, latency_by_cache["hit"]),
+        "miss_p50_ms": pct(0.50, latency_by_cache["miss"]),
+        "miss_p99_ms": pct(0.99, latency_by_cache["miss"]),
         "client_cpu_s": usage.ru_utime + usage.ru_stime,
         "wall_s": time.perf_counter() - t_start,
     }
@@ -80,6 +106,13 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=3)
     p.add_argument("--sentences", type=int, default=5000)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--repeat",
+        type=float,
+        default=0.0,
+        help="share of requests that repeat a popular sentence (Zipf over --hot); 0: all distinct",
+    )
+    p.add_argument("--hot", type=int, default=200, help="size of the popular set for --repeat")
     print(json.dumps(asyncio.run(run(p.parse_args()))))
 
 

@@ -69,6 +69,16 @@ def serve(
     variant: Annotated[
         str | None, typer.Option(help="Serve an optimized variant directory (tenfold optimize)")
     ] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(help="Cache backend URL: memory:// (default) or redis://host:port/db"),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Turn every cache layer off")
+    ] = False,
+    price_per_hour: Annotated[
+        float | None, typer.Option(help="$ per worker (accelerator) hour for cost figures")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
 ) -> None:
@@ -86,7 +96,13 @@ def serve(
             targets=[*(targets or []), *(example or [])],
             config_path=config,
             environ=os.environ,
-            server_flags={"host": host, "port": port, "max_body_bytes": max_body_bytes},
+            server_flags={
+                "host": host,
+                "port": port,
+                "max_body_bytes": max_body_bytes,
+                "cache_url": "" if no_cache else cache,
+                "price_per_hour_usd": price_per_hour,
+            },
             model_flags={
                 "workers": workers,
                 "max_batch_size": max_batch_size,
