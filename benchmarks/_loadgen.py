@@ -68,10 +68,36 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 if mark in latency_by_cache:
                     latency_by_cache[mark].append(t1 - t0)
 
-    conn = aiohttp.TCPConnector(limit=args.concurrency)
+    async def one_open(session: aiohttp.ClientSession) -> None:
+        text = next_text()
+        t0 = time.perf_counter()
+        async with session.post(args.url, json={"input": text}) as resp:
+            await resp.read()
+            status = resp.status
+        t1 = time.perf_counter()
+        if t_measure <= t1 <= t_end:
+            latencies.append(t1 - t0)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    async def open_loop(session: aiohttp.ClientSession) -> None:
+        # Poisson arrivals at --rate per second, whatever the server's speed.
+        arrivals = random.Random(args.seed + 2)
+        tasks = []
+        t_next = time.perf_counter()
+        while t_next < t_end:
+            await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
+            tasks.append(asyncio.create_task(one_open(session)))
+            t_next += arrivals.expovariate(args.rate)
+        await asyncio.gather(*tasks)
+
+    limit = args.concurrency if args.rate <= 0 else 0
+    conn = aiohttp.TCPConnector(limit=limit)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
-        await asyncio.gather(*(client(session) for _ in range(args.concurrency)))
+        if args.rate > 0:
+            await open_loop(session)
+        else:
+            await asyncio.gather(*(client(session) for _ in range(args.concurrency)))
     latencies.sort()
     n = len(latencies)
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -86,6 +112,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "ok": statuses.get(200, 0),
         "statuses": statuses,
         "items_per_s": statuses.get(200, 0) / args.seconds,
+        "offered_per_s": args.rate or None,
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
         "hits": len(latency_by_cache["hit"]),
@@ -113,6 +140,7 @@ def main() -> None:
         help="share of requests that repeat a popular sentence (Zipf over --hot); 0: all distinct",
     )
     p.add_argument("--hot", type=int, default=200, help="size of the popular set for --repeat")
+    p.add_argument("--rate", type=float, default=0.0, help="open loop: Poisson arrivals/s")
     print(json.dumps(asyncio.run(run(p.parse_args()))))
 
 
