@@ -164,20 +164,53 @@ def serve(
         raise typer.Exit(1)
 
 
-def _register_subcommands() -> None:
-    """The other parts' commands, under the one ``tenfold`` CLI."""
-    from tenfold.autoscale import cli as autoscale_cli
-    from tenfold.features import cli as features_cli
-    from tenfold.index import cli as index_cli
-    from tenfold.planner import cli as planner_cli
+def _needs_extra(name: str, extra: str, exc: ImportError) -> None:
+    """Stand in for a command whose optional dependencies are not installed."""
 
-    app.command("profile")(planner_cli.profile_cmd)
-    app.command("plan")(planner_cli.plan_cmd)
-    app.command("autoscale")(autoscale_cli.autoscale)
-    app.command("simulate")(autoscale_cli.simulate)
-    app.add_typer(autoscale_cli.deploy_app, name="deploy")
-    app.add_typer(index_cli.app, name="index")
-    app.add_typer(features_cli.app, name="features")
+    @app.command(
+        name,
+        help=f"(needs: pip install 'tenfold\\[{extra}]')",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def _missing() -> None:
+        console.print(
+            f"[red]error:[/red] `tenfold {name}` needs pip install 'tenfold\\[{extra}]' ({exc})"
+        )
+        raise typer.Exit(2)
+
+
+def _register_subcommands() -> None:
+    """The other parts' commands, under the one ``tenfold`` CLI. A part whose optional
+    dependencies are missing gets a stand-in that says which extra to install."""
+    try:
+        from tenfold.planner import cli as planner_cli
+
+        app.command("profile")(planner_cli.profile_cmd)
+        app.command("plan")(planner_cli.plan_cmd)
+    except ImportError as exc:
+        _needs_extra("profile", "planner", exc)
+        _needs_extra("plan", "planner", exc)
+    try:
+        from tenfold.autoscale import cli as autoscale_cli
+
+        app.command("autoscale")(autoscale_cli.autoscale)
+        app.command("simulate")(autoscale_cli.simulate)
+        app.add_typer(autoscale_cli.deploy_app, name="deploy")
+    except ImportError as exc:
+        for name in ("autoscale", "simulate", "deploy"):
+            _needs_extra(name, "autoscale", exc)
+    try:
+        from tenfold.index import cli as index_cli
+
+        app.add_typer(index_cli.app, name="index")
+    except ImportError as exc:
+        _needs_extra("index", "index", exc)
+    try:
+        from tenfold.features import cli as features_cli
+
+        app.add_typer(features_cli.app, name="features")
+    except ImportError as exc:
+        _needs_extra("features", "features", exc)
 
 
 _register_subcommands()
