@@ -1,0 +1,104 @@
+"""Settings: defaults < TOML < environment < flags; validated when built."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tenfold.cli import app
+from tenfold.config import ModelSettings, ServerSettings, load_settings
+
+TOML = """
+[server]
+port = 9000
+max_body_bytes = 2048
+cache_url = ""
+
+[models.embed]
+target = "embed"
+workers = 2
+max_batch_size = 16
+batch_timeout_ms = 4
+
+[models.embed.options]
+flavour = "x"
+"""
+
+
+def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "tenfold.toml"
+    cfg.write_text(TOML)
+    s = load_settings(config_path=cfg)
+    assert (s.host, s.port, s.max_body_bytes, s.cache_url) == ("127.0.0.1", 9000, 2048, None)
+    (m,) = s.models
+    assert (m.target, m.workers, m.max_batch_size, m.batch_timeout_ms) == ("embed", 2, 16, 4)
+    assert m.options == {"flavour": "x"}
+    env = {
+        "TENFOLD_PORT": "9100",
+        "TENFOLD_MAX_BATCH_SIZE": "8",
+        "TENFOLD_LATENCY_BUDGET_MS": "250",
+    }
+    s = load_settings(config_path=cfg, environ=env)
+    assert s.port == 9100 and s.models[0].max_batch_size == 8
+    assert s.models[0].latency_budget_ms == 250
+    s = load_settings(
+        config_path=cfg,
+        environ=env,
+        server_flags={"port": 9200, "host": None},
+        model_flags={"max_batch_size": 4, "workers": None},
+    )
+    assert s.port == 9200 and s.models[0].max_batch_size == 4 and s.models[0].workers == 2
+
+
+def test_targets_on_the_command_line_pick_from_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "tenfold.toml"
+    cfg.write_text(TOML)
+    s = load_settings(targets=["embed", "classify"], config_path=cfg)
+    assert [m.target for m in s.models] == ["embed", "classify"]
+    assert s.models[0].workers == 2 and s.models[1].workers == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TENFOLD_PORT": "eighty"}, "TENFOLD_PORT='eighty' is not a valid int"),
+        ({"TENFOLD_WORKERS": "0"}, "workers must be at least 1"),
+        ({"TENFOLD_MAX_BATCH_SIZE": "nope"}, "not a valid int"),
+    ],
+)
+def test_bad_environment_values_say_what_is_wrong(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_settings(targets=["embed"], environ=env)
+
+
+def test_invalid_settings_are_refused_when_built() -> None:
+    with pytest.raises(ValueError, match="no model to serve"):
+        ServerSettings(models=())
+    with pytest.raises(ValueError, match="MODULE:CLASS"):
+        ModelSettings(target="not-a-target")
+
+
+def test_variant_directory_sets_target_and_options(tmp_path: Path) -> None:
+    (tmp_path / "variant.json").write_text(
+        json.dumps({"target": "tests_models:Thing", "options": {"path": "m.onnx"}})
+    )
+    s = load_settings(targets=["embed"], variant=str(tmp_path))
+    assert s.models[0].target == "tests_models:Thing"
+    assert s.models[0].options == {"path": "m.onnx"}
+    with pytest.raises(ValueError, match=r"variant\.json"):
+        load_settings(targets=["embed"], variant=str(tmp_path / "missing"))
+
+
+def test_cli_help_and_clear_errors() -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["--help"])
+    assert out.exit_code == 0 and "serve" in out.output
+    out = runner.invoke(app, ["serve", "nonsense"])
+    assert out.exit_code == 2
+    out = runner.invoke(app, ["serve"])
+    assert out.exit_code == 2
+    out = runner.invoke(app, ["serve", "no_such_module_xyz:Model"])
+    assert out.exit_code == 2
