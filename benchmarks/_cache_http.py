@@ -10,24 +10,12 @@ import asyncio
 import os
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 
-from _harness import ROOT, ensure, free_port, measure_server, wait_http
+from _harness import ROOT, SERVE_EMBED, ensure, free_port, measure_server, wait_http
 
-TENFOLD = [
-    sys.executable,
-    "-m",
-    "tenfold",
-    "serve",
-    "--example",
-    "embed",
-    "--port",
-    "{port}",
-    "--log-level",
-    "warning",
-]
+TENFOLD = SERVE_EMBED
 
 
 def floor_vs_hit_ms(redis_url: str, probes: int = 300) -> tuple[float, float, float]:

@@ -15,6 +15,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+#: ``tenfold serve --example embed`` on the port the harness picks ({port}).
+SERVE_EMBED = [
+    sys.executable,
+    "-m",
+    "tenfold",
+    "serve",
+    "--example",
+    "embed",
+    "--port",
+    "{port}",
+    "--log-level",
+    "warning",
+]
 
 
 def ensure(*packages: str) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _harness import ROOT, ensure, measure_server
+from _harness import ROOT, SERVE_EMBED, ensure, measure_server
 
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -55,16 +55,7 @@ def main() -> None:
     )
 
     argv = [
-        sys.executable,
-        "-m",
-        "tenfold",
-        "serve",
-        "--example",
-        "embed",
-        "--port",
-        "{port}",
-        "--log-level",
-        "warning",
+        *SERVE_EMBED,
         "--no-cache",
         "--max-batch-size",
         str(row.batch_size),

@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 
-from _harness import HERE, ensure, measure_server
+from _harness import HERE, SERVE_EMBED, ensure, measure_server
 
 PRICE_PER_HOUR = 1.006  # g5.xlarge on demand, the seed table's price
 
@@ -35,18 +35,7 @@ def main() -> None:
     ensure("aiohttp", "psutil", *([] if args.no_litserve else ["litserve"]))
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
 
-    tenfold = [
-        sys.executable,
-        "-m",
-        "tenfold",
-        "serve",
-        "--example",
-        "embed",
-        "--port",
-        "{port}",
-        "--log-level",
-        "warning",
-    ]
+    tenfold = SERVE_EMBED
     runs: dict[str, dict[str, object]] = {}
     print("(a) raw loop + sweep ...", flush=True)
     raw = json.loads(
