@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tenfold.model import Model
+from tenfold.optimize.cli import app
+
+runner = CliRunner()
+
+
+class Upper(Model[str, str]):
+    """A model tenfold has no variant builder for (used by target test_optimize_cli:Upper)."""
+
+    name = "upper"
+
+    def predict(self, batch: list[str]) -> list[str]:
+        return [s.upper() for s in batch]
+
+
+def same_share(reference: list[str], outputs: list[str]) -> float:
+    return sum(r == o for r, o in zip(reference, outputs, strict=True)) / len(reference)
+
+
+def test_classify_example_reports_baseline_and_reasons(tmp_path: Path) -> None:
+    out = tmp_path / "opt"
+    result = runner.invoke(app, ["--example", "classify", "--out", str(out), "--slice-s", "0.02"])
+    assert result.exit_code == 0, result.output
+    body = json.loads((out / "report.json").read_text())
+    assert body["recommended"] == "sklearn"
+    by_name = {v["name"]: v for v in body["variants"]}
+    assert set(by_name) == {"sklearn", "onnx-fp32", "onnx-int8", "torch-int8", "fp16", "bf16"}
+    assert "skl2onnx" in by_name["onnx-int8"]["skipped_reason"]
+    assert "scikit-learn" in by_name["bf16"]["skipped_reason"]
+    quality = by_name["sklearn"]["quality"]
+    assert quality["kind"] == "classifier" and quality["agreement"] == 1.0
+    assert 0.9 < quality["accuracy"] <= 1.0  # iris, measured against the true labels
+    assert by_name["sklearn"]["speedup_batch"] == 1.0
+    assert "sklearn" in result.output
+
+
+def test_user_model_with_calibration_file_and_metric(tmp_path: Path) -> None:
+    cal = tmp_path / "cal.jsonl"
+    cal.write_text("\n".join(json.dumps(s) for s in ["a b", "c d", "e f"]) + "\n")
+    out = tmp_path / "opt"
+    args = ["test_optimize_cli:Upper", "--calibration", str(cal), "--out", str(out)]
+    args += ["--metric", "test_optimize_cli:same_share", "--variants", "onnx-int8"]
+    result = runner.invoke(app, [*args, "--slice-s", "0.02"])
+    assert result.exit_code == 0, result.output
+    body = json.loads((out / "report.json").read_text())
+    assert [v["name"] for v in body["variants"]] == ["original", "onnx-int8"]
+    assert body["variants"][0]["quality"] == {"kind": "metric", "metric": 1.0}
+    assert "no onnx-int8 builder" in body["variants"][1]["skipped_reason"]
+
+
+def test_user_model_without_calibration_is_an_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["test_optimize_cli:Upper", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--calibration" in result.output
+
+
+def test_target_and_example_are_exclusive(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["x:Y", "--example", "embed", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    bad = runner.invoke(app, ["--example", "embed", "--out", str(tmp_path), "--variants", "int4"])
+    assert bad.exit_code != 0
+    assert "int4" in bad.output
