@@ -206,6 +206,12 @@ def _register_subcommands() -> None:
     except ImportError as exc:
         _needs_extra("index", "index", exc)
     try:
+        from tenfold.optimize import cli as optimize_cli
+
+        app.command("optimize")(optimize_cli.optimize)
+    except ImportError as exc:
+        _needs_extra("optimize", "optimize", exc)
+    try:
         from tenfold.features import cli as features_cli
 
         app.add_typer(features_cli.app, name="features")
