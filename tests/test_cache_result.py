@@ -63,13 +63,17 @@ async def ask(
     return res.value, res.outcome
 
 
-async def until(predicate: Any) -> None:
-    """Let the event loop run until ``predicate()`` holds (no wall-clock sleeps)."""
-    for _ in range(10_000):
-        if predicate():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never reached")
+async def until(predicate: Any, timeout_s: float = 10.0) -> None:
+    """Let the event loop run until ``predicate()`` holds.
+
+    Bounded by time, not by loop turns: with Redis a lookup is a real round trip, and a
+    fast machine spins thousands of idle turns before it answers."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition never reached")
+        await asyncio.sleep(0.0005)
 
 
 async def test_100_concurrent_identical_misses_make_one_call(cache: ResultCache) -> None:
