@@ -9,11 +9,15 @@ one place)::
     │   ├── InvalidInput        422  schema/validation error (says which field)
     │   └── PayloadTooLarge     413  body over the configured limit
     ├── NotFound                404
-    │   └── ModelNotFound       404  unknown model name
+    │   ├── ModelNotFound       404  unknown model name
+    │   └── JobNotFound         404  unknown job id, or its result expired
+    ├── Conflict                409  the request contradicts the current state
+    │   └── JobNotCancellable   409  only a queued job can be cancelled
     ├── Overloaded              503  shed: predicted to miss its deadline (Retry-After)
     │   └── QueueFull           429  backpressure: too much queued (Retry-After)
     ├── DeadlineExceeded        504  the deadline passed before the result
     ├── NotReady                503  models still loading
+    ├── QueueUnavailable        503  the queue store (SQLite file, Redis) cannot be reached
     └── ModelError              500  the model raised on this item (carries its message)
         └── WorkerCrashed       500  the worker process died while running the item
 
@@ -99,3 +103,21 @@ class ItemError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class JobNotFound(NotFound):
+    type = "job_not_found"
+
+
+class Conflict(TenfoldError):
+    type = "conflict"
+
+
+class JobNotCancellable(Conflict):
+    type = "job_not_cancellable"
+
+
+class QueueUnavailable(TenfoldError):
+    """The queue's store failed (connection refused, database locked too long)."""
+
+    type = "queue_unavailable"
