@@ -265,11 +265,20 @@ async def test_stats_count_states_ages_and_waits(q: QueueBackend, clock: FakeClo
     assert await q.models() == ["m"]
 
 
-async def test_enqueue_many(q: QueueBackend) -> None:
+async def test_enqueue_many_and_complete_many(q: QueueBackend, clock: FakeClock) -> None:
     jobs = await q.enqueue_many("m", [{"i": i} for i in range(40)])
     assert len({j.id for j in jobs}) == 40
-    claims = await claim(q, 64)
+    claims = await claim(q, 64, lease_ms=1000)
     assert sorted(c.job.input["i"] for c in claims) == list(range(40))
+    clock.advance(1.5)
+    [stolen] = await claim(q, 1, worker="w2")  # one lease expired and was taken over
+    oks = await q.complete_many([(c.job.id, c.token, c.job.input["i"]) for c in claims])
+    assert oks == [c.job.id != stolen.job.id for c in claims]
+    for c in claims:
+        got = await q.get(c.job.id)
+        assert got is not None
+        expected = JobStatus.RUNNING if c.job.id == stolen.job.id else JobStatus.SUCCEEDED
+        assert got.status is expected
 
 
 async def test_wait_is_woken_by_completion_in_another_process(

@@ -45,6 +45,11 @@ class QueueBackend(Protocol):
         """Store the result and mark ``succeeded``. ``False``: lease lost, nothing written."""
         ...
 
+    async def complete_many(self, results: Sequence[tuple[str, str, JSONValue]]) -> list[bool]:
+        """``complete`` for many ``(job_id, token, result)`` in one round trip; each is
+        fenced on its own."""
+        ...
+
     async def fail(
         self, job_id: str, token: str, error: JobError, *, retryable: bool = True
     ) -> JobStatus | None:

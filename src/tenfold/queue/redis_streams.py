@@ -287,6 +287,22 @@ class RedisQueue:
         )
         return bool(got)
 
+    async def complete_many(self, results: Sequence[tuple[str, str, JSONValue]]) -> list[bool]:
+        client = self._redis()
+        now = self._now()
+        ttl = self.config.result_ttl_s
+        script = self._scripts["COMPLETE"]
+        payloads = [(job_id, token, codec.dumps(r)) for job_id, token, r in results]
+
+        async def run() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for job_id, token, payload in payloads:
+                    args = [self.prefix, job_id, token, payload, _f(now), _f(now + ttl)]
+                    await script(keys=[], args=[*args, int(ttl * 1000), GROUP], client=pipe)
+                return list(await pipe.execute())
+
+        return [bool(x) for x in await self._call(run())]
+
     async def fail(
         self, job_id: str, token: str, error: JobError, *, retryable: bool = True
     ) -> JobStatus | None:

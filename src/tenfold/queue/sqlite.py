@@ -318,14 +318,35 @@ class SqliteQueue:
         return ok
 
     def _complete_sync(self, job_id: str, token: str, result: str) -> bool:
+        return self._complete_rows(self._db(), [(job_id, token, result)])[0]
+
+    def _complete_rows(
+        self, conn: sqlite3.Connection, rows: Sequence[tuple[str, str, str]]
+    ) -> list[bool]:
         now = self._now()
-        cur = self._db().execute(
-            "UPDATE jobs SET status = 'succeeded', result = ?, error = NULL, due_at = NULL, "
-            "lease_token = NULL, finished_at = ?, updated_at = ?, expires_at = ? "
-            "WHERE id = ? AND lease_token = ? AND status = 'running'",
-            (result, now, now, now + self.config.result_ttl_s, job_id, token),
-        )
-        return cur.rowcount == 1
+        expires = now + self.config.result_ttl_s
+        return [
+            conn.execute(
+                "UPDATE jobs SET status = 'succeeded', result = ?, error = NULL, due_at = NULL, "
+                "lease_token = NULL, finished_at = ?, updated_at = ?, expires_at = ? "
+                "WHERE id = ? AND lease_token = ? AND status = 'running'",
+                (result, now, now, expires, job_id, token),
+            ).rowcount
+            == 1
+            for job_id, token, result in rows
+        ]
+
+    async def complete_many(self, results: Sequence[tuple[str, str, JSONValue]]) -> list[bool]:
+        rows = [(job_id, token, codec.dumps(r)) for job_id, token, r in results]
+        oks = await self._call(self._complete_many_sync, rows)
+        if any(oks):
+            self._changed.notify()
+        return oks
+
+    def _complete_many_sync(self, rows: list[tuple[str, str, str]]) -> list[bool]:
+        conn = self._db()
+        with _immediate(conn):  # one commit for the batch
+            return self._complete_rows(conn, rows)
 
     async def fail(
         self, job_id: str, token: str, error: JobError, *, retryable: bool = True

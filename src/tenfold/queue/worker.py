@@ -184,8 +184,18 @@ class Worker:
             )
             self.stats.released += sum(1 for r in released if r is True)
             return
-        pairs = zip(valid, outcomes, strict=True)
-        await asyncio.gather(*(self._write(cl, out) for cl, out in pairs))
+        results: list[tuple[Claim, Any]] = []
+        for claim, outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, ItemFailure):
+                error = JobError(outcome.error_type, outcome.message)
+                await self._fail(claim, error, retryable=True)
+                continue
+            try:
+                results.append((claim, to_jsonable(outcome)))
+            except (TypeError, ValueError) as exc:
+                await self._fail(claim, JobError(type(exc).__name__, str(exc)), retryable=False)
+        if results:
+            await self._complete(results)
 
     async def _predict(self, items: list[Any]) -> Sequence[Any] | None:
         loop = asyncio.get_running_loop()
@@ -205,26 +215,21 @@ class Worker:
         finally:
             stopping.cancel()
 
-    async def _write(self, claim: Claim, outcome: Any) -> None:
-        if isinstance(outcome, ItemFailure):
-            await self._fail(claim, JobError(outcome.error_type, outcome.message), retryable=True)
-            return
+    async def _complete(self, results: list[tuple[Claim, Any]]) -> None:
         try:
-            result = to_jsonable(outcome)
-        except (TypeError, ValueError) as exc:
-            await self._fail(claim, JobError(type(exc).__name__, str(exc)), retryable=False)
-            return
-        try:
-            ok = await self.queue.complete(claim.job.id, claim.token, result)
+            oks = await self.queue.complete_many(
+                [(claim.job.id, claim.token, result) for claim, result in results]
+            )
         except QueueUnavailable as exc:
-            # The lease will expire and another attempt will run: at-least-once.
-            log.warning("could not store the result of %s: %s", claim.job.id, exc)
+            # The leases will expire and other attempts will run: at-least-once.
+            log.warning("could not store %d results: %s", len(results), exc)
             return
-        if ok:
-            self.stats.succeeded += 1
-        else:
-            self.stats.lost += 1
-            log.info("lease of %s was lost; result discarded", claim.job.id)
+        for (claim, _), ok in zip(results, oks, strict=True):
+            if ok:
+                self.stats.succeeded += 1
+            else:
+                self.stats.lost += 1
+                log.info("lease of %s was lost; result discarded", claim.job.id)
 
     async def _fail(self, claim: Claim, error: JobError, *, retryable: bool) -> None:
         try:

@@ -1,0 +1,81 @@
+"""Raw queue throughput: enqueue + claim + complete cycles per second, in batches of 32.
+
+    PYTHONPATH=src python benchmarks/queue_bench.py [--seconds 5] [--redis redis://127.0.0.1:6379/0]
+
+For each backend, repeatedly: enqueue 32 jobs (one ``enqueue_many`` call, or 32
+``enqueue`` calls), claim them in one ``claim``, store the 32 results with one ``complete_many``
+(each write still fenced by its own lease token, as the worker does).
+One process, one event loop. Prints jobs/s per backend and the ratios measured
+in this run. Target: SQLite >= 2,000 cycles/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+
+from tenfold.queue import QueueBackend, from_url
+
+BATCH = 32
+
+
+async def cycles(q: QueueBackend, seconds: float, *, batched_enqueue: bool) -> float:
+    model = "bench"
+    done = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        inputs = [{"i": done + i} for i in range(BATCH)]
+        if batched_enqueue:
+            await q.enqueue_many(model, inputs)
+        else:
+            for x in inputs:
+                await q.enqueue(model, x)
+        claims = await q.claim(model, BATCH, wait_ms=0, lease_ms=30_000, worker_id="bench")
+        assert len(claims) == BATCH, len(claims)
+        oks = await q.complete_many([(c.job.id, c.token, c.job.input) for c in claims])
+        assert all(oks)
+        done += BATCH
+    return done / (time.perf_counter() - t0)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        backends = {
+            "sqlite": f"sqlite:///{tmp}/bench.db",
+            "redis": f"{args.redis}?prefix=bench{uuid.uuid4().hex[:8]}",
+        }
+        for name, url in backends.items():
+            for batched in (True, False):
+                q = from_url(url)
+                try:
+                    rate = await cycles(q, args.seconds, batched_enqueue=batched)
+                finally:
+                    await q.close()
+                label = f"{name} ({'enqueue_many' if batched else '32 x enqueue'})"
+                results[label] = rate
+                print(f"{label:32s} {rate:8.0f} enqueue+claim+complete cycles/s")
+            if name == "redis":
+                import redis
+
+                client = redis.Redis.from_url(args.redis)
+                prefix = url.split("prefix=")[1]
+                for key in client.scan_iter(f"{prefix}:*"):
+                    client.delete(key)
+                client.close()
+    base = results["sqlite (enqueue_many)"]
+    print()
+    for label, rate in results.items():
+        print(f"{label:32s} {rate / base:5.2f}x of sqlite (enqueue_many)")
+    print(f"SQLite target 2,000/s: {'met' if base >= 2000 else 'NOT met'} ({base:.0f}/s)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
