@@ -48,6 +48,7 @@ def worker_command(
     grace_s: float = typer.Option(30.0, help="On SIGTERM: time to finish the batch"),
     burst: bool = typer.Option(False, help="Exit once the queue is empty"),
     options: str = typer.Option("{}", help="Model options as a JSON object"),
+    queue_name: str | None = typer.Option(None, help="Queue to serve (default: model name)"),
     log_level: str = typer.Option("INFO", help="Logging level"),
 ) -> None:
     """Serve one model's queue until SIGTERM (exit 0 after the in-flight batch)."""
@@ -64,6 +65,7 @@ def worker_command(
         grace_s=grace_s,
         burst=burst,
         model_options=json.loads(options),
+        queue_name=queue_name,
     )
     logging.getLogger("tenfold.queue.worker").info("worker done: %s", stats)
     if stats.abandoned or threading.active_count() > 1:

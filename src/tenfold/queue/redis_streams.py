@@ -44,6 +44,7 @@ T = TypeVar("T")
 
 GROUP = "workers"
 _RECHECK_S = 1.0
+_SHORT_WAIT_S = 0.2
 
 
 def _f(value: float) -> str:
@@ -87,6 +88,7 @@ class RedisQueue:
         config: QueueConfig | None = None,
         clock: NowClock | None = None,
         rng: random.Random | None = None,
+        max_connections: int = 64,
     ) -> None:
         if not prefix or ":" in prefix or "{" in prefix:
             raise ValueError(f"prefix must be non-empty without ':' or '{{', got {prefix!r}")
@@ -96,8 +98,10 @@ class RedisQueue:
         self._clock = clock or WallClock()
         self._rng = rng or random.Random()
         self._client: Any = None
+        self._max_connections = max_connections
         self._scripts: dict[str, Any] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._listener_lock: asyncio.Lock | None = None
         self._pubsub: Any = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._closed = False
@@ -115,12 +119,17 @@ class RedisQueue:
 
             # No silent client-side retries: a retried script could run twice. Callers
             # (the worker loop, the API) decide what to do with QueueUnavailable.
-            self._client = aioredis.Redis.from_url(
+            # A bounded pool that queues callers instead of failing ("Too many connections")
+            # when an API process has many requests in flight.
+            pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=self._max_connections,
+                timeout=30,
                 decode_responses=True,
                 socket_connect_timeout=5,
                 retry=Retry(NoBackoff(), 0),
             )
+            self._client = aioredis.Redis(connection_pool=pool)
             for name in ("ENQUEUE", "CLAIM", "HEARTBEAT", "COMPLETE", "FAIL", "RELEASE"):
                 self._scripts[name] = self._client.register_script(getattr(redis_lua, name))
             for name in ("CANCEL", "REQUEUE_DEAD"):
@@ -264,6 +273,11 @@ class RedisQueue:
             remaining = deadline - loop.time()
             if claims or remaining <= 0 or self._closed:
                 return claims
+            if remaining < _SHORT_WAIT_S:
+                # Redis checks blocking timeouts only ~10 times a second (hz 10): a short
+                # BLOCK would overrun to ~100 ms. Wait here and look once more instead.
+                await asyncio.sleep(remaining)
+                continue
             last_id = str(out[1]) or "0-0"
             # Block until an entry is appended after the one we last saw (or time runs out).
             block_ms = max(1, int(remaining * 1000))
@@ -382,6 +396,13 @@ class RedisQueue:
     async def _ensure_listener(self) -> None:
         if self._listener is not None and not self._listener.done():
             return
+        if self._listener_lock is None:
+            self._listener_lock = asyncio.Lock()
+        async with self._listener_lock:  # many concurrent waits: subscribe once
+            if self._listener is None or self._listener.done():
+                await self._subscribe()
+
+    async def _subscribe(self) -> None:
         client = self._redis()
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
@@ -459,5 +480,5 @@ class RedisQueue:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.aclose(close_connection_pool=True)
             self._client = None

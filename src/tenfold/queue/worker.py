@@ -92,14 +92,19 @@ class Worker:
     """A model bound to a queue. ``run()`` loops; ``run_once()`` handles one batch."""
 
     def __init__(
-        self, model: Model[Any, Any], queue: QueueBackend, config: WorkerConfig | None = None
+        self,
+        model: Model[Any, Any],
+        queue: QueueBackend,
+        config: WorkerConfig | None = None,
+        *,
+        queue_name: str | None = None,
     ) -> None:
         from pydantic import TypeAdapter
 
         self.model = model
         self.queue = queue
         self.config = config or WorkerConfig()
-        self.queue_name = type(model).name
+        self.queue_name = queue_name or type(model).name
         self.stats = WorkerStats()
         self.stop = asyncio.Event()
         input_model = type(model).input_model
@@ -288,9 +293,11 @@ async def run_worker_async(
     burst: bool = False,
     worker_id: str | None = None,
     model_options: dict[str, Any] | None = None,
+    queue_name: str | None = None,
     stop: asyncio.Event | None = None,
 ) -> WorkerStats:
-    """Load ``target`` (``MODULE:CLASS``, ``embed``, ``classify``) and serve its queue."""
+    """Load ``target`` (``MODULE:CLASS``, ``embed``, ``classify``) and serve its queue
+    (named after the model's ``name`` unless ``queue_name`` says otherwise)."""
     cls = load_model_class(target)
     config = build_config(
         cls,
@@ -305,7 +312,7 @@ async def run_worker_async(
     model = cls(**(model_options or {}))
     await asyncio.to_thread(model.load)
     backend = from_url(queue) if isinstance(queue, str) else queue
-    worker = Worker(model, backend, config)
+    worker = Worker(model, backend, config, queue_name=queue_name)
     if stop is not None:
         worker.stop = stop
     log.info("worker %s serving queue %r from %s", config.worker_id, worker.queue_name, backend)
