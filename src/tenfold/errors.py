@@ -11,11 +11,15 @@ one place)::
     ├── NotFound                404
     │   ├── ModelNotFound       404  unknown model name
     │   ├── IndexNotFound       404  unknown vector index name (tenfold.index)
-    │   └── FeatureViewNotFound 404  unknown feature view name (tenfold.features)
+    │   ├── FeatureViewNotFound 404  unknown feature view name (tenfold.features)
+    │   └── JobNotFound         404  unknown job id, or its result expired
+    ├── Conflict                409  the request contradicts the current state
+    │   └── JobNotCancellable   409  only a queued job can be cancelled
     ├── Overloaded              503  shed: predicted to miss its deadline (Retry-After)
     │   └── QueueFull           429  backpressure: too much queued (Retry-After)
     ├── DeadlineExceeded        504  the deadline passed before the result
     ├── NotReady                503  models still loading
+    ├── QueueUnavailable        503  the queue store (SQLite file, Redis) cannot be reached
     ├── ModelError              500  the model raised on this item (carries its message)
     │   └── WorkerCrashed       500  the worker process died while running the item
     ├── CacheUnavailable        503  a cache backend failed (internal: the resilient
@@ -128,3 +132,21 @@ class CacheUnavailable(TenfoldError):
     """
 
     type = "cache_unavailable"
+
+
+class JobNotFound(NotFound):
+    type = "job_not_found"
+
+
+class Conflict(TenfoldError):
+    type = "conflict"
+
+
+class JobNotCancellable(Conflict):
+    type = "job_not_cancellable"
+
+
+class QueueUnavailable(TenfoldError):
+    """The queue's store failed (connection refused, database locked too long)."""
+
+    type = "queue_unavailable"

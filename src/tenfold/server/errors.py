@@ -36,6 +36,10 @@ STATUS: dict[type[e.TenfoldError], int] = {
     e.IndexNotFound: 404,
     e.FeatureViewNotFound: 404,
     e.FeatureLoadError: 500,
+    e.JobNotFound: 404,
+    e.Conflict: 409,
+    e.JobNotCancellable: 409,
+    e.QueueUnavailable: 503,
 }
 
 

@@ -1,0 +1,290 @@
+"""Lua scripts of the Redis backend: each one transition of the job state
+machine (see :mod:`tenfold.queue.job`), run atomically inside Redis.
+
+Keys (``P`` is the prefix, one instance, not Redis Cluster: scripts derive
+per-job keys from ids)::
+
+    P:job:<id>         hash   the job record (JSON input/result/error)
+    P:stream:<model>   stream work entries {id}, consumer group "workers"; no MAXLEN:
+                              entries are XACK+XDEL'd when their attempt ends
+    P:queued:<model>   zset   id -> queued_at   (claimable or waiting out a backoff)
+    P:delayed:<model>  zset   id -> due_at      (retry backoff; moved to the stream when due)
+    P:running:<model>  zset   id -> lease expiry
+    P:dead:<model>     zset   id -> finished_at (dead letters)
+    P:idem:<model>:<key>      string -> job id
+    P:waits:<model>    hash   per-second sums of queue wait, for stats
+    P:models           set    model names
+    P:done             pub/sub channel: ids of jobs that became terminal
+
+Timestamps come from the caller's clock as ARGV (never Redis ``TIME``), so
+leases, backoff and expiry follow the injected clock exactly as in SQLite.
+"""
+
+from __future__ import annotations
+
+# Shared prelude: ARGV[1] is always the key prefix.
+_PRELUDE = """
+local P = ARGV[1]
+local function jkey(id) return P .. ':job:' .. id end
+local function mkey(kind, model) return P .. ':' .. kind .. ':' .. model end
+local function end_entry(model, jk, group)
+  -- The attempt's stream entry is done: acknowledge and delete it (no MAXLEN, ever).
+  local entry = redis.call('HGET', jk, 'entry')
+  if entry then
+    local stream = mkey('stream', model)
+    redis.call('XACK', stream, group, entry)
+    redis.call('XDEL', stream, entry)
+    redis.call('HDEL', jk, 'entry')
+  end
+end
+local function push_entry(model, jk, id)
+  local entry = redis.call('XADD', mkey('stream', model), '*', 'id', id)
+  redis.call('HSET', jk, 'entry', entry)
+end
+local function expire_job(jk, model, ttl_ms)
+  redis.call('PEXPIRE', jk, ttl_ms)
+  local idem = redis.call('HGET', jk, 'idempotency_key')
+  if idem then redis.call('PEXPIRE', P .. ':idem:' .. model .. ':' .. idem, ttl_ms) end
+end
+"""
+
+# ARGV: prefix, id, model, input_json, now, idempotency_key ('' for none)
+ENQUEUE = (
+    _PRELUDE
+    + """
+local id, model, now, key = ARGV[2], ARGV[3], ARGV[5], ARGV[6]
+local ikey = P .. ':idem:' .. model .. ':' .. key
+if key ~= '' then
+  local existing = redis.call('GET', ikey)
+  if existing then
+    local exp = redis.call('HGET', jkey(existing), 'expires_at')
+    local alive = (not exp) or tonumber(exp) > tonumber(now)
+    if redis.call('EXISTS', jkey(existing)) == 1 and alive then
+      return existing
+    end
+  end
+end
+local jk = jkey(id)
+redis.call('HSET', jk, 'id', id, 'model', model, 'input', ARGV[4], 'status', 'queued',
+  'attempts', 0, 'created_at', now, 'updated_at', now, 'queued_at', now)
+if key ~= '' then
+  redis.call('HSET', jk, 'idempotency_key', key)
+  redis.call('SET', ikey, id)
+end
+push_entry(model, jk, id)
+redis.call('ZADD', mkey('queued', model), now, id)
+redis.call('SADD', P .. ':models', model)
+return id
+"""
+)
+
+# ARGV: prefix, model, now, n, lease_expires_at, token, worker, max_attempts, group, bucket
+# Returns {dead_count, last_stream_id, {job hash fields}...}
+CLAIM = (
+    _PRELUDE
+    + """
+local model, now, n = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local expires, token, worker = ARGV[5], ARGV[6], ARGV[7]
+local max_attempts, group = tonumber(ARGV[8]), ARGV[9]
+local stream = mkey('stream', model)
+local queued, delayed = mkey('queued', model), mkey('delayed', model)
+local running = mkey('running', model)
+local nnow = tonumber(now)
+-- 1. Retries whose backoff is over go back on the stream.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', delayed, id)
+  if redis.call('HGET', jkey(id), 'status') == 'queued' then push_entry(model, jkey(id), id) end
+end
+local out = {0, ''}
+local taken, wait_sum = 0, 0
+local function take(id)
+  local jk = jkey(id)
+  redis.call('HINCRBY', jk, 'attempts', 1)
+  wait_sum = wait_sum + math.max(0, nnow - tonumber(redis.call('HGET', jk, 'queued_at')))
+  redis.call('HSET', jk, 'status', 'running', 'token', token, 'started_at', now,
+    'updated_at', now, 'worker', worker, 'lease_expires_at', expires)
+  redis.call('ZREM', queued, id)
+  redis.call('ZADD', running, expires, id)
+  taken = taken + 1
+  out[#out + 1] = redis.call('HGETALL', jk)
+end
+-- 2. Expired leases: claim again (XCLAIM moves the entry and bumps its delivery count),
+--    or dead-letter a job whose attempts are spent (its worker keeps dying on it).
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, n)) do
+  local jk = jkey(id)
+  if redis.call('HGET', jk, 'status') ~= 'running' then
+    redis.call('ZREM', running, id)
+  elseif tonumber(redis.call('HGET', jk, 'attempts')) >= max_attempts then
+    local attempts = redis.call('HGET', jk, 'attempts')
+    end_entry(model, jk, group)
+    redis.call('HSET', jk, 'status', 'dead', 'finished_at', now, 'updated_at', now, 'error',
+      cjson.encode({type = 'LeaseExpired', message = 'lease expired on attempt ' .. attempts ..
+      ': the worker died or stalled'}))
+    redis.call('HDEL', jk, 'token', 'lease_expires_at')
+    redis.call('ZREM', running, id)
+    redis.call('ZADD', mkey('dead', model), now, id)
+    redis.call('PUBLISH', P .. ':done', id)
+    out[1] = out[1] + 1
+  else
+    local entry = redis.call('HGET', jk, 'entry')
+    if entry then redis.call('XCLAIM', stream, group, worker, 0, entry) end
+    take(id)
+  end
+end
+-- 3. New entries. An entry whose job is no longer queued (cancelled, or a duplicate
+--    delivery after the group was recreated) is acknowledged and dropped.
+if taken < n then
+  local res = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', n - taken,
+    'STREAMS', stream, '>')
+  if res then
+    for _, e in ipairs(res[1][2]) do
+      local entry, id = e[1], e[2][2]
+      local jk = jkey(id)
+      local st = redis.call('HMGET', jk, 'status', 'entry')
+      if st[1] == 'queued' and st[2] == entry then
+        take(id)
+      else
+        redis.call('XACK', stream, group, entry)
+        redis.call('XDEL', stream, entry)
+      end
+    end
+  end
+end
+if taken > 0 then
+  local waits = mkey('waits', model)
+  redis.call('HINCRBY', waits, ARGV[10] .. ':n', taken)
+  redis.call('HINCRBYFLOAT', waits, ARGV[10] .. ':s', wait_sum)
+else
+  local info = redis.call('XINFO', 'STREAM', stream)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then out[2] = info[i + 1] end
+  end
+end
+return out
+"""
+)
+
+_FENCE = """
+local id, token = ARGV[2], ARGV[3]
+local jk = jkey(id)
+local st = redis.call('HMGET', jk, 'status', 'token', 'model')
+if st[1] ~= 'running' or st[2] ~= token then return 0 end
+local model = st[3]
+"""
+
+# ARGV: prefix, id, token, lease_expires_at, now, group
+HEARTBEAT = (
+    _PRELUDE
+    + _FENCE
+    + """
+redis.call('HSET', jk, 'lease_expires_at', ARGV[4], 'updated_at', ARGV[5])
+redis.call('ZADD', mkey('running', model), ARGV[4], id)
+local entry, worker = unpack(redis.call('HMGET', jk, 'entry', 'worker'))
+if entry and worker then
+  -- JUSTID: reset the entry's idle time without bumping its delivery count.
+  redis.pcall('XCLAIM', mkey('stream', model), ARGV[6], worker, 0, entry, 'JUSTID')
+end
+return 1
+"""
+)
+
+# ARGV: prefix, id, token, result_json, now, expires_at, ttl_ms, group
+COMPLETE = (
+    _PRELUDE
+    + _FENCE
+    + """
+end_entry(model, jk, ARGV[8])
+redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[4], 'finished_at', ARGV[5],
+  'updated_at', ARGV[5], 'expires_at', ARGV[6])
+redis.call('HDEL', jk, 'token', 'error', 'lease_expires_at')
+redis.call('ZREM', mkey('running', model), id)
+expire_job(jk, model, ARGV[7])
+redis.call('PUBLISH', P .. ':done', id)
+return 1
+"""
+)
+
+# ARGV: prefix, id, token, new_status, due_at ('' unless queued), error_json, now,
+#       expires_at ('' unless failed), ttl_ms, group
+FAIL = (
+    _PRELUDE
+    + _FENCE
+    + """
+local status, due, now = ARGV[4], ARGV[5], ARGV[7]
+end_entry(model, jk, ARGV[10])
+redis.call('HDEL', jk, 'token', 'lease_expires_at')
+redis.call('ZREM', mkey('running', model), id)
+redis.call('HSET', jk, 'status', status, 'error', ARGV[6], 'updated_at', now)
+if status == 'queued' then
+  redis.call('HSET', jk, 'queued_at', due)
+  redis.call('ZADD', mkey('queued', model), due, id)
+  redis.call('ZADD', mkey('delayed', model), due, id)
+elseif status == 'dead' then
+  redis.call('HSET', jk, 'finished_at', now)
+  redis.call('ZADD', mkey('dead', model), now, id)
+  redis.call('PUBLISH', P .. ':done', id)
+else
+  redis.call('HSET', jk, 'finished_at', now, 'expires_at', ARGV[8])
+  expire_job(jk, model, ARGV[9])
+  redis.call('PUBLISH', P .. ':done', id)
+end
+return 1
+"""
+)
+
+# ARGV: prefix, id, token, now, group
+RELEASE = (
+    _PRELUDE
+    + _FENCE
+    + """
+end_entry(model, jk, ARGV[5])
+redis.call('HDEL', jk, 'token', 'lease_expires_at')
+redis.call('ZREM', mkey('running', model), id)
+redis.call('HSET', jk, 'status', 'queued', 'queued_at', ARGV[4], 'updated_at', ARGV[4])
+redis.call('ZADD', mkey('queued', model), ARGV[4], id)
+push_entry(model, jk, id)
+return 1
+"""
+)
+
+# ARGV: prefix, id, now, expires_at, ttl_ms, group
+CANCEL = (
+    _PRELUDE
+    + """
+local id, now = ARGV[2], ARGV[3]
+local jk = jkey(id)
+local st = redis.call('HMGET', jk, 'status', 'model')
+if st[1] ~= 'queued' then return 0 end
+local model = st[2]
+end_entry(model, jk, ARGV[6])
+redis.call('ZREM', mkey('queued', model), id)
+redis.call('ZREM', mkey('delayed', model), id)
+redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', now, 'updated_at', now,
+  'expires_at', ARGV[4])
+expire_job(jk, model, ARGV[5])
+redis.call('PUBLISH', P .. ':done', id)
+return 1
+"""
+)
+
+# ARGV: prefix, model, now
+REQUEUE_DEAD = (
+    _PRELUDE
+    + """
+local model, now = ARGV[2], ARGV[3]
+local dead = mkey('dead', model)
+local count = 0
+for _, id in ipairs(redis.call('ZRANGE', dead, 0, -1)) do
+  local jk = jkey(id)
+  if redis.call('HGET', jk, 'status') == 'dead' then
+    count = count + 1
+    redis.call('HSET', jk, 'status', 'queued', 'attempts', 0, 'queued_at', now, 'updated_at', now)
+    redis.call('HDEL', jk, 'error', 'finished_at')
+    redis.call('ZADD', mkey('queued', model), now, id)
+    push_entry(model, jk, id)
+  end
+end
+redis.call('DEL', dead)
+return count
+"""
+)

@@ -1,0 +1,484 @@
+"""Redis Streams queue backend: ``redis://host:port/db`` (workers on many machines).
+
+One stream per model with one consumer group (``workers``). A claim is one
+Lua script: promote due retries onto the stream, re-claim expired leases
+(``XCLAIM``, which bumps the entry's delivery count), dead-letter jobs whose
+attempts are spent, then ``XREADGROUP >`` for new entries; the job hash is
+the record every transition updates. Heartbeats use ``XCLAIM ... JUSTID`` to
+keep the pending entry fresh without counting a delivery; a finished attempt
+is ``XACK`` + ``XDEL`` (never ``MAXLEN``). If the group is gone (``NOGROUP``:
+a Redis restart without persistence, a deleted stream) it is recreated from
+id 0 and the claim retried. Every read-then-write is one script (see
+:mod:`tenfold.queue.redis_lua`); the Python side only computes values.
+
+Leases are measured by the injected clock and stored in a sorted set rather
+than by Redis' own idle time (``XAUTOCLAIM``'s single min-idle threshold),
+because each claim chooses its own ``lease_ms`` and tests drive time by hand.
+The Redis instance needs ``maxmemory-policy noeviction`` and, for durability
+of acknowledged submissions, AOF (``appendonly yes``).
+
+``wait`` subscribes to one shared ``P:done`` pub/sub channel (one connection
+per backend object), and re-checks every second in case a message was lost
+(pub/sub is fire-and-forget across reconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+from tenfold.errors import JobNotFound, QueueUnavailable
+from tenfold.queue import codec, redis_lua
+from tenfold.queue.ids import new_job_id, new_token
+from tenfold.queue.job import Claim, Job, JobError, JSONValue, QueueConfig, QueueStats
+from tenfold.queue.notify import ChangeSignal
+from tenfold.queue.policy import decide_failure
+from tenfold.queue.status import JobStatus
+from tenfold.queue.wallclock import NowClock, WallClock
+
+T = TypeVar("T")
+
+GROUP = "workers"
+_RECHECK_S = 1.0
+_SHORT_WAIT_S = 0.2
+
+
+def _f(value: float) -> str:
+    return repr(float(value))
+
+
+def _opt_float(raw: str | None) -> float | None:
+    return None if raw is None or raw == "" else float(raw)
+
+
+def _job(h: dict[str, str]) -> Job:
+    return Job(
+        id=h["id"],
+        model=h["model"],
+        input=codec.loads(h["input"]),
+        status=JobStatus(h["status"]),
+        attempts=int(h.get("attempts", "0")),
+        created_at=float(h["created_at"]),
+        updated_at=float(h["updated_at"]),
+        queued_at=float(h["queued_at"]),
+        started_at=_opt_float(h.get("started_at")),
+        finished_at=_opt_float(h.get("finished_at")),
+        error=codec.loads_error(h.get("error")),
+        result=codec.loads(h.get("result")),
+        idempotency_key=h.get("idempotency_key"),
+    )
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+class RedisQueue:
+    """See the module docstring. Build with :func:`tenfold.queue.from_url`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "tenfold",
+        config: QueueConfig | None = None,
+        clock: NowClock | None = None,
+        rng: random.Random | None = None,
+        max_connections: int = 64,
+    ) -> None:
+        if not prefix or ":" in prefix or "{" in prefix:
+            raise ValueError(f"prefix must be non-empty without ':' or '{{', got {prefix!r}")
+        self.url = url
+        self.prefix = prefix
+        self.config = config or QueueConfig()
+        self._clock = clock or WallClock()
+        self._rng = rng or random.Random()
+        self._client: Any = None
+        self._max_connections = max_connections
+        self._scripts: dict[str, Any] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._listener_lock: asyncio.Lock | None = None
+        self._pubsub: Any = None
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedisQueue({self.url!r}, prefix={self.prefix!r})"
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            import redis.asyncio as aioredis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            # No silent client-side retries: a retried script could run twice. Callers
+            # (the worker loop, the API) decide what to do with QueueUnavailable.
+            # A bounded pool that queues callers instead of failing ("Too many connections")
+            # when an API process has many requests in flight.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=self._max_connections,
+                timeout=30,
+                decode_responses=True,
+                socket_connect_timeout=5,
+                retry=Retry(NoBackoff(), 0),
+            )
+            self._client = aioredis.Redis(connection_pool=pool)
+            for name in ("ENQUEUE", "CLAIM", "HEARTBEAT", "COMPLETE", "FAIL", "RELEASE"):
+                self._scripts[name] = self._client.register_script(getattr(redis_lua, name))
+            for name in ("CANCEL", "REQUEUE_DEAD"):
+                self._scripts[name] = self._client.register_script(getattr(redis_lua, name))
+        return self._client
+
+    async def _call(self, pending: Awaitable[T]) -> T:
+        """Await a Redis call, translating Redis errors to ours at this one boundary."""
+        import redis.exceptions as rexc
+
+        if self._closed:
+            if asyncio.iscoroutine(pending):
+                pending.close()
+            raise QueueUnavailable(f"{self!r} is closed")
+        try:
+            return await pending
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+            # BusyLoadingError (Redis replaying its AOF after a restart) is a ConnectionError.
+            raise QueueUnavailable(f"redis queue {self.url}: {exc}") from exc
+        except rexc.ResponseError as exc:
+            if "LOADING" in str(exc) or "MISCONF" in str(exc):
+                raise QueueUnavailable(f"redis queue {self.url}: {exc}") from exc
+            raise
+
+    async def _script(self, name: str, *args: Any) -> Any:
+        self._redis()
+        return await self._call(self._scripts[name](keys=[], args=[self.prefix, *args]))
+
+    def _key(self, kind: str, model: str) -> str:
+        return f"{self.prefix}:{kind}:{model}"
+
+    def _now(self) -> float:
+        return self._clock.now()
+
+    # -- operations -----------------------------------------------------------------------
+
+    async def enqueue(
+        self, model: str, input: JSONValue, idempotency_key: str | None = None
+    ) -> Job:
+        payload = codec.dumps(input)
+        now = self._now()
+        job_id = new_job_id(now)
+        got = await self._script("ENQUEUE", job_id, model, payload, _f(now), idempotency_key or "")
+        if got != job_id:
+            existing = await self.get(str(got))
+            if existing is not None:
+                return existing
+        return Job(
+            id=job_id,
+            model=model,
+            input=codec.loads(payload),
+            status=JobStatus.QUEUED,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+            queued_at=now,
+            idempotency_key=idempotency_key,
+        )
+
+    async def enqueue_many(self, model: str, inputs: Sequence[JSONValue]) -> list[Job]:
+        client = self._redis()
+        now = self._now()
+        payloads = [codec.dumps(x) for x in inputs]
+        ids = [new_job_id(now) for _ in inputs]
+        script = self._scripts["ENQUEUE"]
+
+        async def run() -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                for job_id, payload in zip(ids, payloads, strict=True):
+                    await script(
+                        keys=[],
+                        args=[self.prefix, job_id, model, payload, _f(now), ""],
+                        client=pipe,
+                    )
+                await pipe.execute()
+
+        await self._call(run())
+        return [
+            Job(
+                id=job_id,
+                model=model,
+                input=codec.loads(payload),
+                status=JobStatus.QUEUED,
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+                queued_at=now,
+            )
+            for job_id, payload in zip(ids, payloads, strict=True)
+        ]
+
+    async def _ensure_group(self, model: str) -> None:
+        import redis.exceptions as rexc
+
+        client = self._redis()
+        try:
+            # From id 0: entries already on the stream (never delivered, or pending in a
+            # group that was lost) are delivered again; the claim script drops stale ones.
+            await self._call(
+                client.xgroup_create(self._key("stream", model), GROUP, id="0", mkstream=True)
+            )
+        except rexc.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def claim(
+        self, model: str, max_items: int, *, wait_ms: float, lease_ms: float, worker_id: str
+    ) -> list[Claim]:
+        import redis.exceptions as rexc
+
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
+        if lease_ms <= 0:
+            raise ValueError("lease_ms must be greater than 0")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, wait_ms) / 1000
+        client = self._redis()
+        while True:
+            now = self._now()
+            token = new_token()
+            expires = now + lease_ms / 1000
+            args = (
+                model,
+                _f(now),
+                max_items,
+                _f(expires),
+                token,
+                worker_id,
+                self.config.retry.max_attempts,
+                GROUP,
+                str(math.floor(now)),
+            )
+            try:
+                out = await self._script("CLAIM", *args)
+            except rexc.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._ensure_group(model)
+                out = await self._script("CLAIM", *args)
+            claims = [Claim(_job(_pairs(flat)), token, expires) for flat in out[2:]]
+            remaining = deadline - loop.time()
+            if claims or remaining <= 0 or self._closed:
+                return claims
+            if remaining < _SHORT_WAIT_S:
+                # Redis checks blocking timeouts only ~10 times a second (hz 10): a short
+                # BLOCK would overrun to ~100 ms. Wait here and look once more instead.
+                await asyncio.sleep(remaining)
+                continue
+            last_id = str(out[1]) or "0-0"
+            # Block until an entry is appended after the one we last saw (or time runs out).
+            block_ms = max(1, int(remaining * 1000))
+            await self._call(
+                client.xread({self._key("stream", model): last_id}, count=1, block=block_ms)
+            )
+
+    async def heartbeat(self, job_id: str, token: str, lease_ms: float) -> bool:
+        now = self._now()
+        got = await self._script(
+            "HEARTBEAT", job_id, token, _f(now + lease_ms / 1000), _f(now), GROUP
+        )
+        return bool(got)
+
+    async def complete(self, job_id: str, token: str, result: JSONValue) -> bool:
+        payload = codec.dumps(result)
+        now = self._now()
+        ttl = self.config.result_ttl_s
+        got = await self._script(
+            "COMPLETE", job_id, token, payload, _f(now), _f(now + ttl), int(ttl * 1000), GROUP
+        )
+        return bool(got)
+
+    async def complete_many(self, results: Sequence[tuple[str, str, JSONValue]]) -> list[bool]:
+        client = self._redis()
+        now = self._now()
+        ttl = self.config.result_ttl_s
+        script = self._scripts["COMPLETE"]
+        payloads = [(job_id, token, codec.dumps(r)) for job_id, token, r in results]
+
+        async def run() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for job_id, token, payload in payloads:
+                    args = [self.prefix, job_id, token, payload, _f(now), _f(now + ttl)]
+                    await script(keys=[], args=[*args, int(ttl * 1000), GROUP], client=pipe)
+                return list(await pipe.execute())
+
+        return [bool(x) for x in await self._call(run())]
+
+    async def fail(
+        self, job_id: str, token: str, error: JobError, *, retryable: bool = True
+    ) -> JobStatus | None:
+        client = self._redis()
+        fields: list[str | None] = await self._call(
+            client.hmget(f"{self.prefix}:job:{job_id}", "status", "token", "attempts")
+        )
+        status, held, attempts = fields
+        if status != JobStatus.RUNNING.value or held != token or attempts is None:
+            return None
+        now = self._now()
+        # Safe to decide outside the script: attempts changes only with a new claim, which
+        # changes the token, and the script applies the decision only under this token.
+        decision = decide_failure(
+            int(attempts), retryable=retryable, policy=self.config.retry, now=now, rng=self._rng
+        )
+        ttl = self.config.result_ttl_s
+        got = await self._script(
+            "FAIL",
+            job_id,
+            token,
+            decision.status.value,
+            _f(decision.due_at) if decision.due_at is not None else "",
+            codec.dumps_error(error),
+            _f(now),
+            _f(now + ttl),
+            int(ttl * 1000),
+            GROUP,
+        )
+        return decision.status if got else None
+
+    async def release(self, job_id: str, token: str) -> bool:
+        return bool(await self._script("RELEASE", job_id, token, _f(self._now()), GROUP))
+
+    async def cancel(self, job_id: str) -> bool:
+        now = self._now()
+        ttl = self.config.result_ttl_s
+        got = await self._script("CANCEL", job_id, _f(now), _f(now + ttl), int(ttl * 1000), GROUP)
+        return bool(got)
+
+    async def requeue_dead(self, model: str) -> int:
+        return int(await self._script("REQUEUE_DEAD", model, _f(self._now())))
+
+    async def get(self, job_id: str) -> Job | None:
+        client = self._redis()
+        h = await self._call(client.hgetall(f"{self.prefix}:job:{job_id}"))
+        if not h or "status" not in h:
+            return None
+        expires = _opt_float(h.get("expires_at"))
+        if expires is not None and expires <= self._now():
+            return None
+        return _job(h)
+
+    async def wait(self, job_id: str, timeout_s: float) -> Job:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout_s)
+        event = asyncio.Event()
+        self._waiters.setdefault(job_id, set()).add(event)
+        try:
+            await self._ensure_listener()
+            while True:
+                event.clear()
+                job = await self.get(job_id)
+                if job is None:
+                    raise JobNotFound(f"job {job_id} not found (unknown or expired)")
+                remaining = deadline - loop.time()
+                if job.status.terminal or remaining <= 0:
+                    return job
+                await ChangeSignal.wait(event, min(remaining, _RECHECK_S))
+        finally:
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[job_id]
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.done():
+            return
+        if self._listener_lock is None:
+            self._listener_lock = asyncio.Lock()
+        async with self._listener_lock:  # many concurrent waits: subscribe once
+            if self._listener is None or self._listener.done():
+                await self._subscribe()
+
+    async def _subscribe(self) -> None:
+        client = self._redis()
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self._call(pubsub.subscribe(f"{self.prefix}:done"))
+        except QueueUnavailable:
+            await pubsub.aclose()
+            return  # waiters fall back to the 1 s re-check
+        self._pubsub = pubsub
+        self._listener = asyncio.create_task(self._listen(pubsub), name="tenfold-redis-done")
+
+    async def _listen(self, pubsub: Any) -> None:
+        try:
+            while not self._closed:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is None or message.get("type") != "message":
+                    continue
+                for event in self._waiters.get(str(message["data"]), ()):
+                    event.set()
+        except Exception:  # a lost connection: the next wait() resubscribes
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def depth(self, model: str) -> int:
+        client = self._redis()
+        return int(await self._call(client.zcard(self._key("queued", model))))
+
+    async def stats(self, model: str) -> QueueStats:
+        client = self._redis()
+        now = self._now()
+        window = self.config.stats_window_s
+
+        async def read() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zcard(self._key("queued", model))
+                pipe.zcard(self._key("running", model))
+                pipe.zcard(self._key("dead", model))
+                pipe.zrange(self._key("queued", model), 0, 0, withscores=True)
+                pipe.hgetall(self._key("waits", model))
+                return list(await pipe.execute())
+
+        queued, running, dead, oldest, waits = await self._call(read())
+        n, total, stale = 0, 0.0, []
+        for field, value in waits.items():
+            second, _, kind = field.partition(":")
+            if float(second) < now - window:
+                stale.append(field)
+            elif kind == "n":
+                n += int(value)
+            else:
+                total += float(value)
+        if stale:
+            await self._call(client.hdel(self._key("waits", model), *stale))
+        return QueueStats(
+            model=model,
+            queued=int(queued),
+            leased=int(running),
+            dead=int(dead),
+            oldest_queued_age_s=max(0.0, now - float(oldest[0][1])) if oldest else 0.0,
+            avg_wait_s=(total / n) if n else None,
+            window_s=window,
+        )
+
+    async def models(self) -> list[str]:
+        client = self._redis()
+        return sorted(await self._call(client.smembers(f"{self.prefix}:models")))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        if self._client is not None:
+            await self._client.aclose(close_connection_pool=True)
+            self._client = None

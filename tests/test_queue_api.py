@@ -1,0 +1,189 @@
+"""The job API router in-process (ASGI transport, real SQLite queue), the
+queue-backed synchronous call, and the HTTP client over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from queue_helpers import free_port
+from queue_models import POISON, Echo
+from tenfold import errors
+from tenfold.queue import JobStatus, QueueBackend, from_url
+from tenfold.queue.api import queue_router
+from tenfold.queue.client import Client
+from tenfold.queue.rpc import call
+from tenfold.queue.worker import run_worker_async
+
+# Stand-in for the server's one error table (the lead's lives in tenfold.server).
+STATUS = {
+    errors.InvalidInput: 422,
+    errors.PayloadTooLarge: 413,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.QueueFull: 429,
+    errors.DeadlineExceeded: 504,
+    errors.ModelError: 500,
+}
+
+
+def make_app(queue: QueueBackend, **kwargs: int) -> FastAPI:
+    app = FastAPI()
+    app.include_router(queue_router(queue, {"echo": Echo}, **kwargs))
+
+    @app.exception_handler(errors.TenfoldError)
+    async def handle(request: Request, exc: errors.TenfoldError) -> JSONResponse:
+        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
+        headers = {}
+        if isinstance(exc, errors.Overloaded):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        return JSONResponse({"error": exc.to_dict()}, status_code=status, headers=headers)
+
+    return app
+
+
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[QueueBackend]:
+    q = from_url(f"sqlite:///{tmp_path}/q.db?max_attempts=2&retry_base_ms=10")
+    yield q
+    await q.close()
+
+
+@pytest.fixture
+async def http(queue: QueueBackend) -> AsyncIterator[httpx.AsyncClient]:
+    app = make_app(queue, max_queue_depth=5, max_body_bytes=2000)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        yield client
+
+
+async def test_submit_get_and_idempotency(http: httpx.AsyncClient) -> None:
+    r = await http.post("/v1/models/echo/jobs", json={"input": 7})
+    assert r.status_code == 202
+    job_id = r.json()["id"]
+    assert r.json() == {"id": job_id, "status": "queued"}
+    assert r.headers["location"] == f"/v1/jobs/{job_id}"
+    got = (await http.get(f"/v1/jobs/{job_id}")).json()
+    assert got["status"] == "queued" and got["attempts"] == 0 and got["result"] is None
+    h = {"Idempotency-Key": "abc"}
+    a = await http.post("/v1/models/echo/jobs", json={"input": 1}, headers=h)
+    b = await http.post("/v1/models/echo/jobs", json={"input": 1}, headers=h)
+    assert a.json()["id"] == b.json()["id"] != job_id
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/v1/models/echo/jobs", b'{"input": "seven"}', 422),
+        ("/v1/models/echo/jobs", b'{"inputs": 7}', 422),
+        ("/v1/models/echo/jobs", b"{not json", 422),
+        ("/v1/models/echo/jobs", b'{"input": "' + b"x" * 3000 + b'"}', 413),
+        ("/v1/models/nope/jobs", b'{"input": 7}', 404),
+    ],
+)
+async def test_bad_submissions_enqueue_nothing(
+    http: httpx.AsyncClient, queue: QueueBackend, path: str, body: bytes, status: int
+) -> None:
+    r = await http.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert await queue.depth("echo") == 0
+    if status == 422 and b"seven" in body:
+        assert r.json()["error"]["details"][0]["type"] == "int_parsing"
+
+
+async def test_backpressure_429_with_retry_after(http: httpx.AsyncClient) -> None:
+    for i in range(5):
+        assert (await http.post("/v1/models/echo/jobs", json={"input": i})).status_code == 202
+    r = await http.post("/v1/models/echo/jobs", json={"input": 99})
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    queues = (await http.get("/v1/queues")).json()["queues"]
+    assert [(s["model"], s["queued"]) for s in queues] == [("echo", 5)]
+
+
+async def test_cancel(http: httpx.AsyncClient, queue: QueueBackend) -> None:
+    job_id = (await http.post("/v1/models/echo/jobs", json={"input": 1})).json()["id"]
+    r = await http.delete(f"/v1/jobs/{job_id}")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert (await http.delete(f"/v1/jobs/{job_id}")).status_code == 409
+    assert (await http.delete("/v1/jobs/unknown")).status_code == 404
+    assert (await http.get("/v1/jobs/unknown")).status_code == 404
+
+
+async def test_long_poll_is_woken_by_the_result(
+    http: httpx.AsyncClient, queue: QueueBackend
+) -> None:
+    job_id = (await http.post("/v1/models/echo/jobs", json={"input": 4})).json()["id"]
+    poll = asyncio.create_task(http.get(f"/v1/jobs/{job_id}", params={"wait_s": 10}))
+    await asyncio.sleep(0.2)
+    [c] = await queue.claim("echo", 1, wait_ms=0, lease_ms=5000, worker_id="w")
+    t0 = time.monotonic()
+    await queue.complete(job_id, c.token, [4, 8])
+    body = (await poll).json()
+    assert body["status"] == "succeeded" and body["result"] == [4, 8]
+    assert time.monotonic() - t0 < 0.5
+
+
+async def test_sync_call_through_the_queue(queue: QueueBackend, tmp_path: Path) -> None:
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        run_worker_async("queue_models:Echo", queue, idle_wait_ms=100, stop=stop)
+    )
+    try:
+        assert await call(queue, "echo", 21, timeout_s=10) == [21, 42]
+        with pytest.raises(errors.ModelError, match=f"cannot echo {POISON}"):
+            await call(queue, "echo", POISON, timeout_s=10)
+        # nobody serves "other": the deadline passes and the queued job is cancelled
+        with pytest.raises(errors.DeadlineExceeded) as info:
+            await call(queue, "other", 1, timeout_s=0.3)
+        job = await queue.get(info.value.details["job_id"])
+        assert job is not None and job.status is JobStatus.CANCELLED
+    finally:
+        stop.set()
+        await worker
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """The app on a real socket (uvicorn in a thread with its own loop and queue object)."""
+    import uvicorn
+
+    url = f"sqlite:///{tmp_path}/q.db"
+    app = make_app(from_url(url))
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}|{url}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+async def test_client_submit_result_predict(server: str) -> None:
+    base, queue_url = server.split("|")
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        run_worker_async("queue_models:Echo", queue_url, idle_wait_ms=100, stop=stop)
+    )
+    try:
+        with Client(base) as client:
+            job_id = await asyncio.to_thread(client.submit, "echo", 5)
+            assert await asyncio.to_thread(client.result, job_id, 10) == [5, 10]
+            assert await asyncio.to_thread(client.predict, "echo", 6) == [6, 12]
+            with pytest.raises(errors.InvalidInput):
+                await asyncio.to_thread(client.submit, "echo", "six")
+            with pytest.raises(errors.JobNotFound):
+                await asyncio.to_thread(client.status, "missing")
+    finally:
+        stop.set()
+        await worker

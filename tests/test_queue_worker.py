@@ -1,0 +1,172 @@
+"""The queue worker in-process (real SQLite/Redis, tiny test models) and as a
+real process for the SIGTERM behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from queue_helpers import REDIS_URL, delete_prefix, src_env, unique_prefix
+from queue_models import POISON
+from tenfold.queue import JobStatus, QueueBackend, from_url
+from tenfold.queue.jsonsafe import to_jsonable
+from tenfold.queue.worker import WorkerConfig, run_worker_async
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    params = "max_attempts=3&retry_base_ms=20&retry_max_ms=50"
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/q.db?{params}"
+    else:
+        prefix = unique_prefix()
+        yield f"{REDIS_URL}?prefix={prefix}&{params}"
+        delete_prefix(prefix)
+
+
+async def test_worker_isolates_poison_and_invalid_inputs(url: str) -> None:
+    q: QueueBackend = from_url(url)
+    try:
+        inputs: list[object] = list(range(30))
+        inputs[5] = "not a number"
+        jobs = [await q.enqueue("echo", x) for x in inputs]
+        stats = await run_worker_async(
+            "queue_models:Echo", url, burst=True, idle_wait_ms=50, lease_ms=5000
+        )
+        assert stats.claimed >= 30 and stats.batches >= 2
+        for job, x in zip(jobs, inputs, strict=True):
+            done = await q.get(job.id)
+            assert done is not None
+            if x == POISON:
+                assert done.status is JobStatus.DEAD and done.attempts == 3
+                assert done.error is not None and done.error.type == "ValueError"
+                assert done.error.message == f"cannot echo {POISON}"
+            elif x == "not a number":
+                assert done.status is JobStatus.FAILED and done.attempts == 1
+                assert done.error is not None and done.error.type == "InvalidInput"
+            else:
+                assert done.status is JobStatus.SUCCEEDED, (x, done)
+                assert done.result == [x, 2 * x] and done.attempts == 1
+        assert (stats.succeeded, stats.dead, stats.failed, stats.retried) == (28, 1, 1, 2)
+        assert (await q.stats("echo")).dead == 1
+    finally:
+        await q.close()
+
+
+async def test_heartbeats_keep_a_long_batch_leased(url: str) -> None:
+    q: QueueBackend = from_url(url)
+    try:
+        job = await q.enqueue("slow", 1.2)
+        worker = asyncio.create_task(
+            run_worker_async("queue_models:Slow", url, burst=True, idle_wait_ms=50, lease_ms=400)
+        )
+        await asyncio.sleep(0.3)
+        stolen = []
+        for _ in range(6):  # a thief keeps trying while the 1.2 s batch runs under 0.4 s leases
+            stolen += await q.claim("slow", 1, wait_ms=0, lease_ms=400, worker_id="thief")
+            await asyncio.sleep(0.15)
+        stats = await worker
+        assert stolen == []
+        done = await q.get(job.id)
+        assert done is not None and done.status is JobStatus.SUCCEEDED and done.attempts == 1
+        assert stats.lost == 0
+    finally:
+        await q.close()
+
+
+def test_outputs_become_json() -> None:
+    from pydantic import BaseModel
+
+    class P(BaseModel):
+        a: int
+
+    value = {"v": np.arange(3, dtype=np.float32), "s": np.int64(4), "p": P(a=1), "t": (1, 2)}
+    assert to_jsonable(value) == {"v": [0.0, 1.0, 2.0], "s": 4, "p": {"a": 1}, "t": [1, 2]}
+    with pytest.raises(TypeError):
+        to_jsonable(object())
+    with pytest.raises(ValueError):
+        to_jsonable(float("inf"))
+
+
+def test_worker_config_validates() -> None:
+    with pytest.raises(ValueError):
+        WorkerConfig(max_batch_size=0)
+    with pytest.raises(ValueError):
+        WorkerConfig(lease_ms=0)
+
+
+def _spawn_worker(url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tenfold.queue.cli",
+                "worker",
+                "queue_models:Slow",
+                "--queue",
+                url,
+                "--idle-wait-ms",
+                "100",
+                *args,
+            ],
+            env=src_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def _wait_running(q: QueueBackend, job_id: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = await q.get(job_id)
+        if job is not None and job.status is JobStatus.RUNNING:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the worker never started the job")
+
+
+@pytest.mark.slow
+async def test_sigterm_finishes_the_batch_within_grace(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/q.db"
+    q = from_url(url)
+    try:
+        job = await q.enqueue("slow", 1.0)
+        proc = _spawn_worker(url, tmp_path / "worker.log", "--grace-s", "10")
+        await _wait_running(q, job.id)
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        code = await asyncio.to_thread(proc.wait, 15)
+        assert code == 0, (tmp_path / "worker.log").read_text()
+        assert time.monotonic() - t0 < 5
+        done = await q.get(job.id)
+        assert done is not None and done.status is JobStatus.SUCCEEDED and done.result == 1.0
+    finally:
+        await q.close()
+
+
+@pytest.mark.slow
+async def test_sigterm_releases_the_batch_after_grace(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/q.db"
+    q = from_url(url)
+    try:
+        job = await q.enqueue("slow", 30.0)
+        proc = _spawn_worker(url, tmp_path / "worker.log", "--grace-s", "0.5")
+        await _wait_running(q, job.id)
+        proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        code = await asyncio.to_thread(proc.wait, 15)
+        assert code == 0, (tmp_path / "worker.log").read_text()
+        assert time.monotonic() - t0 < 5  # did not wait for the 30 s batch
+        back = await q.get(job.id)
+        assert back is not None and back.status is JobStatus.QUEUED and back.attempts == 1
+    finally:
+        await q.close()
