@@ -49,6 +49,7 @@ async def upper(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[
             ),
         ),
         max_body_bytes=4096,
+        queue_url=f"sqlite:///{log.parent / 'queue.db'}",
     )
     app = create_app(settings)
     async with running(app) as client:
@@ -252,7 +253,8 @@ async def test_worker_crash_fails_the_batch_and_the_worker_is_replaced(upper):
 async def test_not_ready_until_loaded_is_503(tmp_path):
     gate = tmp_path / "go"
     settings = ServerSettings(
-        models=(ModelSettings(target="toymodels:Upper", options={"wait_for_file": str(gate)}),)
+        models=(ModelSettings(target="toymodels:Upper", options={"wait_for_file": str(gate)}),),
+        queue_url=None,
     )
     app = create_app(settings)
     async with running(app, wait_ready=False) as c:
@@ -281,6 +283,7 @@ async def test_adaptive_mode_learns_the_curve_and_sheds_with_retry_after():
             ),
         ),
         cache_url=None,  # every request must reach the batcher
+        queue_url=None,
     )
     app = create_app(settings)
     async with running(app) as c:
@@ -348,3 +351,42 @@ async def test_100_concurrent_identical_requests_make_one_model_call(upper):
     assert not bad, bad[:2]
     assert all(r.json()["output"] == text.upper() for r in responses)
     assert computed(upper["log"]).count(text) == 1
+
+
+async def test_async_job_through_the_durable_queue_and_the_same_workers(upper):
+    c = upper["client"]
+    r = await c.post("/v1/models/upper/jobs", json={"input": "job me"})
+    assert r.status_code == 202
+    job_id = r.json()["id"]
+    assert r.headers["location"] == f"/v1/jobs/{job_id}"
+    for _ in range(100):
+        job = (await c.get(f"/v1/jobs/{job_id}", params={"wait_s": 1})).json()
+        if job["status"] == "succeeded":
+            break
+    assert job["status"] == "succeeded", job
+    assert job["result"] == "JOB ME"
+    assert "job me" in computed(upper["log"])  # run by the server's own worker process
+    queues = (await c.get("/v1/queues")).json()["queues"]
+    assert any(q["model"] == "upper" for q in queues)
+    bad = await c.post("/v1/models/upper/jobs", json={"input": ""})
+    assert bad.status_code == 422
+    assert (await c.get("/v1/jobs/not-a-job")).status_code == 404
+
+
+async def test_predict_through_the_queue(tmp_path):
+    settings = ServerSettings(
+        models=(ModelSettings(target="toymodels:Upper", batch_timeout_ms=5),),
+        queue_url=f"sqlite:///{tmp_path / 'queue.db'}",
+        predict_via_queue=True,
+        cache_url=None,
+    )
+    app = create_app(settings)
+    async with running(app) as c:
+        responses = await asyncio.gather(
+            *(c.post("/v1/models/upper/predict", json={"input": f"q{i}"}) for i in range(20))
+        )
+        assert [r.json()["output"] for r in responses] == [f"Q{i}" for i in range(20)]
+        r = await c.post("/v1/models/upper/predict", json={"input": "boom"})
+        assert r.status_code == 500
+        stats = (await c.get("/v1/queues")).json()["queues"][0]
+        assert stats["model"] == "upper"

@@ -38,6 +38,7 @@ def embed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdout=fh,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=log.parent,  # the embedded queue's data directory lands here
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -79,6 +79,20 @@ def serve(
     price_per_hour: Annotated[
         float | None, typer.Option(help="$ per worker (accelerator) hour for cost figures")
     ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            help="Durable queue URL (sqlite:///path/queue.db, redis://host:port/db); predict "
+            "then goes through it too. Default: an embedded SQLite queue for the job API"
+        ),
+    ] = None,
+    no_queue: Annotated[bool, typer.Option("--no-queue", help="No job API, no queue")] = False,
+    no_local_workers: Annotated[
+        bool,
+        typer.Option(
+            "--no-local-workers", help="API only: remote `tenfold worker`s serve the --queue"
+        ),
+    ] = False,
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
 ) -> None:
@@ -102,6 +116,9 @@ def serve(
                 "max_body_bytes": max_body_bytes,
                 "cache_url": "" if no_cache else cache,
                 "price_per_hour_usd": price_per_hour,
+                "queue_url": "" if no_queue else queue,
+                "predict_via_queue": True if queue else None,
+                "local_workers": False if no_local_workers else None,
             },
             model_flags={
                 "workers": workers,
@@ -205,6 +222,10 @@ def _register_subcommands() -> None:
         app.add_typer(index_cli.app, name="index")
     except ImportError as exc:
         _needs_extra("index", "index", exc)
+    from tenfold.queue import cli as queue_cli
+
+    app.command("worker")(queue_cli.worker_command)
+    app.add_typer(queue_cli.jobs_app, name="jobs")
     try:
         from tenfold.optimize import cli as optimize_cli
 

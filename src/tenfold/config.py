@@ -71,6 +71,14 @@ class ServerSettings:
     price_per_hour_usd: float = 1.006
     #: Where ``tenfold index build`` wrote the vector indexes served at /v1/indexes.
     index_dir: str = "indexes"
+    #: The durable job queue behind /v1/models/{model}/jobs (None: no job API).
+    queue_url: str | None = "sqlite:///tenfold-data/queue.db"
+    #: Synchronous predict goes through the queue too (``tenfold serve --queue URL``).
+    predict_via_queue: bool = False
+    #: Run the models in this server's worker processes; False: only remote
+    #: ``tenfold worker`` processes serve the queue (needs predict_via_queue).
+    local_workers: bool = True
+    max_queue_depth: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -81,6 +89,8 @@ class ServerSettings:
             raise ValueError("max_body_bytes must be positive")
         if self.request_timeout_ms <= 0:
             raise ValueError("request_timeout_ms must be positive")
+        if not self.local_workers and not (self.queue_url and self.predict_via_queue):
+            raise ValueError("--no-local-workers needs --queue URL (remote workers serve it)")
         if self.result_cache_ttl_s <= 0:
             raise ValueError("result_cache_ttl_s must be positive")
 
@@ -100,6 +110,7 @@ _SERVER_ENV = {
     "TENFOLD_RESULT_CACHE_TTL_S": ("result_cache_ttl_s", float),
     "TENFOLD_PRICE_PER_HOUR_USD": ("price_per_hour_usd", float),
     "TENFOLD_INDEX_DIR": ("index_dir", str),
+    "TENFOLD_QUEUE_URL": ("queue_url", str),
 }
 
 
@@ -144,8 +155,9 @@ def load_settings(
     server: dict[str, Any] = dict(doc.get("server", {}))
     server.update(_env(environ, _SERVER_ENV))
     server.update({k: v for k, v in (server_flags or {}).items() if v is not None})
-    if server.get("cache_url") == "":
-        server["cache_url"] = None
+    for key in ("cache_url", "queue_url"):
+        if server.get(key) == "":
+            server[key] = None
 
     file_models: dict[str, dict[str, Any]] = {
         name: dict(spec) for name, spec in doc.get("models", {}).items()

@@ -27,6 +27,7 @@ class ModelService:
         metrics: ServingMetrics,
         clock: Clock | None = None,
         price_per_hour_usd: float = 1.006,
+        local: bool = True,
     ) -> None:
         self.settings = settings
         self.target = resolve_target(settings.target)
@@ -73,9 +74,14 @@ class ModelService:
         )
         self.started_at = self.clock.now()
         self.load_error: str | None = None
+        #: False: no worker processes here; remote ``tenfold worker`` processes run it.
+        self.local = local
 
     # -- lifecycle -----------------------------------------------------------
     async def start(self, on_ready: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+        if not self.local:
+            self.metrics.ready.labels(self.name, self.version).set(1)
+            return
         t0 = time.perf_counter()
         try:
             await self.pool.start(on_ready)
@@ -89,11 +95,12 @@ class ModelService:
 
     async def close(self) -> None:
         await self.scheduler.close()
-        await self.pool.close()
+        if self.local:
+            await self.pool.close()
 
     @property
     def ready(self) -> bool:
-        return self.pool.ready and self.load_error is None
+        return (not self.local or self.pool.ready) and self.load_error is None
 
     def _changed(self) -> None:
         self.scheduler.notify()

@@ -7,6 +7,8 @@ Routes::
     GET  /v1/models                   models, versions, batching config
     GET  /v1/stats                    live figures per model (JSON)
     POST /v1/indexes/{name}/search    nearest items of a vector index (tenfold index build)
+    POST /v1/models/{model}/jobs      async job (202 + Location); GET/DELETE /v1/jobs/{id};
+                                      GET /v1/queues  (the durable queue, tenfold.queue)
     GET  /healthz                     alive
     GET  /readyz                      200 once every model is loaded, else 503
     GET  /metrics                     Prometheus text
@@ -41,6 +43,11 @@ from tenfold.errors import (
     Overloaded,
     TenfoldError,
 )
+from tenfold.queue import QueueBackend
+from tenfold.queue import from_url as queue_from_url
+from tenfold.queue.api import queue_router
+from tenfold.queue.rpc import call
+from tenfold.runtime.jobs import JobPump
 from tenfold.runtime.service import ModelService
 from tenfold.server import errors as http_errors
 from tenfold.server.limits import BodyLimitMiddleware
@@ -95,8 +102,31 @@ class Server:
             if settings.cache_url
             else CacheStack.disabled(registry=self.registry)
         )
+        self.queue: QueueBackend | None = (
+            queue_from_url(settings.queue_url) if settings.queue_url else None
+        )
         self.started = time.time()
         self.fatal: str | None = None
+
+    async def compute(self, service: ModelService, items: list[Any], deadline: float) -> list[Any]:
+        """Outcomes per item from the model: the local batcher, or the durable queue
+        when ``predict_via_queue`` (remote or local workers take the jobs)."""
+        if not (self.settings.predict_via_queue and self.queue is not None):
+            return await service.predict(items, deadline)
+        queue = self.queue
+
+        async def one(item: Any) -> Any:
+            try:
+                return await call(
+                    queue,
+                    service.name,
+                    service.normalize(item),
+                    timeout_s=max(0.0, deadline - self.clock.now()),
+                )
+            except TenfoldError as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
 
     async def run(
         self, service: ModelService, items: list[Any], deadline: float, bypass: bool
@@ -109,7 +139,7 @@ class Server:
         """
         result_cache = self.cache.result
         if result_cache is None:
-            return await service.predict(items, deadline), ["miss"] * len(items)
+            return await self.compute(service, items, deadline), ["miss"] * len(items)
 
         if not service.ready:
             raise NotReady(f"model {service.name!r} is still loading")
@@ -118,7 +148,7 @@ class Server:
             async def compute() -> Any:
                 # Admission (429/503) happens here, per item that misses the cache: hits
                 # and coalesced duplicates never take a place in the queue.
-                (outcome,) = await service.predict([item], deadline)
+                (outcome,) = await self.compute(service, [item], deadline)
                 if isinstance(outcome, TenfoldError):
                     raise outcome  # never cached, and every waiter gets it
                 return outcome
@@ -150,6 +180,12 @@ class Server:
     @property
     def ready(self) -> bool:
         return all(s.ready for s in self.services.values())
+
+
+def _ensure_sqlite_dir(url: str | None) -> None:
+    """The embedded queue's data directory (``sqlite:///tenfold-data/queue.db``)."""
+    if url and url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _mount_indexes(app: FastAPI, settings: ServerSettings) -> None:
@@ -200,15 +236,34 @@ def create_app(
         # Load in the background so /healthz and /readyz answer while weights load.
         loader = asyncio.create_task(load_all(), name="tenfold-load")
         app.state.loader = loader
+        stop = asyncio.Event()
+        pumps: list[JobPump] = []
+        pump_tasks: list[asyncio.Task[None]] = []
+        if server.queue is not None:
+            _ensure_sqlite_dir(settings.queue_url)
+            if settings.local_workers:
+                for service in server.services.values():
+                    pump = JobPump(server.queue, service)
+                    pumps.append(pump)
+                    pump_tasks.append(asyncio.create_task(pump.run(stop), name="tenfold-jobs"))
         try:
             yield
         finally:
+            stop.set()
+            for task in pump_tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for pump in pumps:
+                await pump.drain()
             loader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
             for service in server.services.values():
                 await service.close()
             await server.cache.close()
+            if server.queue is not None:
+                await server.queue.close()
 
     app = FastAPI(
         title="tenfold",
@@ -223,6 +278,15 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
 
     _mount_indexes(app, settings)
+    if server.queue is not None:
+        app.include_router(
+            queue_router(
+                server.queue,
+                {name: type(s.model) for name, s in server.services.items()},
+                max_queue_depth=settings.max_queue_depth,
+                max_body_bytes=settings.max_body_bytes,
+            )
+        )
 
     @app.post("/v1/models/{model}/predict", summary="Run the model on one input or a list")
     async def predict(
