@@ -13,7 +13,15 @@ import subprocess
 import time
 import uuid
 
-from _harness import ROOT, SERVE_EMBED, ensure, free_port, measure_server, wait_http
+from _harness import (
+    ROOT,
+    SERVE_EMBED,
+    ensure,
+    free_port,
+    measure_server,
+    stop_tree,
+    wait_http,
+)
 
 TENFOLD = SERVE_EMBED
 
@@ -57,8 +65,7 @@ def floor_vs_hit_ms(redis_url: str, probes: int = 300) -> tuple[float, float, fl
             mem_like = statistics.median(floor)
             return mem_like, statistics.median(hit), statistics.quantiles(hit, n=100)[98]
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop_tree(proc)
 
 
 def embedding_cache_effect(

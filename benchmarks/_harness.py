@@ -4,6 +4,7 @@ in a separate process, and measure the CPU of the server's process tree."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -78,6 +79,28 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def stop_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server and every process it started (LitServe's workers outlive a plain
+    terminate of their parent, and a stray one spinning skews every later figure)."""
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    for child in alive:
+        child.kill()
+
+
 def measure_server(
     name: str,
     argv: list[str],
@@ -123,9 +146,5 @@ def measure_server(
         result["client_cpu_cores"] = result["client_cpu_s"] / result["wall_s"]
         return result
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_tree(proc)
         log.close()
