@@ -277,6 +277,7 @@ async def test_adaptive_mode_learns_the_curve_and_sheds_with_retry_after():
         models=(
             ModelSettings(
                 target="toymodels:Sleepy",
+                workers=1,
                 max_batch_size=8,
                 batch_timeout_ms=5,
                 latency_budget_ms=300,

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tenfold.cli import app
-from tenfold.config import ModelSettings, ServerSettings, load_settings
+from tenfold.config import ModelSettings, ServerSettings, default_workers, load_settings
 
 TOML = """
 [server]
@@ -58,14 +58,14 @@ def test_targets_on_the_command_line_pick_from_the_file(tmp_path: Path) -> None:
     cfg.write_text(TOML)
     s = load_settings(targets=["embed", "classify"], config_path=cfg)
     assert [m.target for m in s.models] == ["embed", "classify"]
-    assert s.models[0].workers == 2 and s.models[1].workers == 1
+    assert s.models[0].workers == 2 and s.models[1].workers == default_workers()
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"TENFOLD_PORT": "eighty"}, "TENFOLD_PORT='eighty' is not a valid int"),
-        ({"TENFOLD_WORKERS": "0"}, "workers must be at least 1"),
+        ({"TENFOLD_WORKERS": "-1"}, "workers must be at least 1"),
         ({"TENFOLD_MAX_BATCH_SIZE": "nope"}, "not a valid int"),
     ],
 )

