@@ -135,6 +135,7 @@ def measure_server(
                 str(args.seconds),
                 "--warmup",
                 str(args.warmup),
+                *loadgen_args,
             ],
             capture_output=True,
             text=True,

@@ -60,7 +60,7 @@ def pct(sorted_us: list[float], q: float) -> float:
     return sorted_us[min(len(sorted_us) - 1, int(q * len(sorted_us)))]
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=2.0, help="per throughput measurement")
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="'' to skip Redis")
@@ -70,12 +70,10 @@ async def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--repeat", type=float, default=0.5, help="share of repeated requests")
-    args = ap.parse_args()
-    if not args.no_http:
-        # Before pinning this process to one core: the servers it starts inherit affinity.
-        from _cache_http import run_http
+    return ap.parse_args()
 
-        run_http(args)
+
+async def main(args: argparse.Namespace) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
 
@@ -171,4 +169,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    args = parse_args()
+    if not args.no_http:
+        # Before pinning this process to one core: the servers it starts inherit affinity.
+        from _cache_http import run_http
+
+        run_http(args)
+    asyncio.run(main(args))

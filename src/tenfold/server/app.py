@@ -165,7 +165,10 @@ class Server:
                 return exc, "miss"
             return cached.value, cached.header
 
-        pairs = await asyncio.gather(*(one(item) for item in items))
+        if len(items) == 1:  # the common case: no gather, no extra tasks on the hit path
+            pairs = [await one(items[0])]
+        else:
+            pairs = await asyncio.gather(*(one(item) for item in items))
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
     def service(self, name: str) -> ModelService:
@@ -313,9 +316,8 @@ def create_app(
             try:
                 # Also bound the wait here: a hung worker must not hang the request forever.
                 bypass = no_cache_requested(request.headers.get("cache-control"))
-                outcomes, cache_marks = await asyncio.wait_for(
-                    server.run(service, items, deadline, bypass), timeout_ms / 1000.0 + 5.0
-                )
+                async with asyncio.timeout(timeout_ms / 1000.0 + 5.0):
+                    outcomes, cache_marks = await server.run(service, items, deadline, bypass)
             except TimeoutError:
                 raise DeadlineExceeded(f"no result within {timeout_ms:.0f} ms") from None
             headers = {}
