@@ -102,3 +102,18 @@ def test_cli_help_and_clear_errors() -> None:
     assert out.exit_code == 2
     out = runner.invoke(app, ["serve", "no_such_module_xyz:Model"])
     assert out.exit_code == 2
+
+
+def test_public_surface_is_pinned() -> None:
+    import tenfold
+
+    assert sorted(tenfold.__all__) == [
+        "Client",
+        "ItemError",
+        "Model",
+        "TenfoldError",
+        "__version__",
+    ]
+    from tenfold.queue.client import Client
+
+    assert tenfold.Client is Client
