@@ -94,6 +94,8 @@ class ServerSettings:
     #: ``tenfold worker`` processes serve the queue (needs predict_via_queue).
     local_workers: bool = True
     max_queue_depth: int = 10_000
+    #: POST queue alerts (JSON) here as well as to the log and GET /v1/alerts.
+    alert_webhook_url: str | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -126,6 +128,7 @@ _SERVER_ENV = {
     "TENFOLD_PRICE_PER_HOUR_USD": ("price_per_hour_usd", float),
     "TENFOLD_INDEX_DIR": ("index_dir", str),
     "TENFOLD_QUEUE_URL": ("queue_url", str),
+    "TENFOLD_ALERT_WEBHOOK_URL": ("alert_webhook_url", str),
 }
 
 

@@ -9,6 +9,7 @@ Routes::
     POST /v1/indexes/{name}/search    nearest items of a vector index (tenfold index build)
     POST /v1/models/{model}/jobs      async job (202 + Location); GET/DELETE /v1/jobs/{id};
                                       GET /v1/queues  (the durable queue, tenfold.queue)
+    GET  /v1/alerts                   queue alerts, active and recent
     GET  /healthz                     alive
     GET  /readyz                      200 once every model is loaded, else 503
     GET  /metrics                     Prometheus text
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from tenfold import __version__
+from tenfold.autoscale.api import alerts_router
 from tenfold.cache import CacheSettings, CacheStack, ResultCacheConfig, no_cache_requested
 from tenfold.clock import Clock, SystemClock
 from tenfold.config import ServerSettings
@@ -50,6 +52,7 @@ from tenfold.queue.rpc import call
 from tenfold.runtime.jobs import JobPump
 from tenfold.runtime.service import ModelService
 from tenfold.server import errors as http_errors
+from tenfold.server.alerts import QueueWatch
 from tenfold.server.limits import BodyLimitMiddleware
 from tenfold.server.metrics import ServingMetrics
 from tenfold.server.responses import JSONResponse
@@ -104,6 +107,20 @@ class Server:
         )
         self.queue: QueueBackend | None = (
             queue_from_url(settings.queue_url) if settings.queue_url else None
+        )
+        self.watch: QueueWatch | None = (
+            QueueWatch(
+                self.queue,
+                list(self.services),
+                workers=sum(s.settings.workers for s in self.services.values())
+                if settings.local_workers
+                else 0,
+                registry=self.registry,
+                webhook_url=settings.alert_webhook_url,
+                clock=clock,
+            )
+            if self.queue is not None
+            else None
         )
         self.started = time.time()
         self.fatal: str | None = None
@@ -242,6 +259,8 @@ def create_app(
         stop = asyncio.Event()
         pumps: list[JobPump] = []
         pump_tasks: list[asyncio.Task[None]] = []
+        if server.watch is not None:
+            pump_tasks.append(asyncio.create_task(server.watch.run(stop), name="tenfold-alerts"))
         if server.queue is not None:
             _ensure_sqlite_dir(settings.queue_url)
             if settings.local_workers:
@@ -281,6 +300,8 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
 
     _mount_indexes(app, settings)
+    if server.watch is not None:
+        app.include_router(alerts_router(server.watch.store))
     if server.queue is not None:
         app.include_router(
             queue_router(
