@@ -167,6 +167,7 @@ async def test_sigterm_releases_the_batch_after_grace(tmp_path: Path) -> None:
         assert code == 0, (tmp_path / "worker.log").read_text()
         assert time.monotonic() - t0 < 5  # did not wait for the 30 s batch
         back = await q.get(job.id)
-        assert back is not None and back.status is JobStatus.QUEUED and back.attempts == 1
+        # released unrun at shutdown: back in the queue, and the attempt is given back too
+        assert back is not None and back.status is JobStatus.QUEUED and back.attempts == 0
     finally:
         await q.close()

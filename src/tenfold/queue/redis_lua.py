@@ -241,6 +241,10 @@ end_entry(model, jk, ARGV[5])
 redis.call('HDEL', jk, 'token', 'lease_expires_at')
 redis.call('ZREM', mkey('running', model), id)
 redis.call('HSET', jk, 'status', 'queued', 'queued_at', ARGV[4], 'updated_at', ARGV[4])
+-- A release gives the job back unrun (graceful shutdown): it is not an attempt.
+if tonumber(redis.call('HGET', jk, 'attempts') or '0') > 0 then
+  redis.call('HINCRBY', jk, 'attempts', -1)
+end
 redis.call('ZADD', mkey('queued', model), ARGV[4], id)
 push_entry(model, jk, id)
 return 1

@@ -399,7 +399,9 @@ class SqliteQueue:
     def _release_sync(self, job_id: str, token: str) -> bool:
         now = self._now()
         cur = self._db().execute(
+            # A release gives the job back unrun (graceful shutdown): not an attempt.
             "UPDATE jobs SET status = 'queued', due_at = ?, queued_at = ?, lease_token = NULL, "
+            "attempts = MAX(attempts - 1, 0), "
             "updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'running'",
             (now, now, now, job_id, token),
         )

@@ -366,7 +366,7 @@ def create_app(
             )
         except TenfoldError as exc:
             status = http_errors.status_of(exc)
-            if http_errors.status_of(exc) in (429, 503, 504):
+            if status in (429, 503, 504):
                 server.metrics.shed.labels(service.name, exc.type).inc()
             raise
         finally:
