@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import ROOT, ensure, free_port, stop_tree, wait_http
+from _harness import ROOT, ensure, free_port, stop_tree, tree_cpu_s, wait_http
 
 IN_FLIGHT = 64
 FIELDS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -182,7 +182,19 @@ def client_celery(app_dir: str, jobs: int, warmup: int) -> dict[str, float]:
 # ---------------------------------------------------------------- orchestration
 
 
-def run_client(kind: str, target: str, args: argparse.Namespace, env: dict[str, str]) -> Any:
+def run_client(
+    kind: str,
+    target: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    system: dict[str, list[subprocess.Popen[bytes]]],
+) -> Any:
+    """Run one client process; add the CPU the system's process trees (API, workers, their
+    children) and the client spent per job, warm-up included."""
+    import resource
+
+    cpu0 = {k: sum(tree_cpu_s(p.pid) for p in ps) for k, ps in system.items()}
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [
             sys.executable,
@@ -203,7 +215,15 @@ def run_client(kind: str, target: str, args: argparse.Namespace, env: dict[str, 
     )
     if out.returncode != 0:
         raise RuntimeError(f"{kind} client failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    cpu1 = {k: sum(tree_cpu_s(p.pid) for p in ps) for k, ps in system.items()}
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    n = args.jobs + args.warmup
+    result["cpu_ms_per_job"] = {k: 1000 * (cpu1[k] - cpu0[k]) / n for k in system}
+    result["system_cpu_ms_per_job"] = sum(result["cpu_ms_per_job"].values())
+    client_cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+    result["client_cpu_ms_per_job"] = 1000 * client_cpu / n
+    return result
 
 
 def flush(db: int) -> None:
@@ -254,7 +274,8 @@ def bench_tenfold(args: argparse.Namespace, tmp: str, env: dict[str, str]) -> An
                 )
             )
         wait_http(f"http://127.0.0.1:{port}/readyz", procs[0], timeout_s=120)
-        return run_client("tenfold", f"http://127.0.0.1:{port}", args, env)
+        system = {"api": procs[:1], "workers": procs[1:]}
+        return run_client("tenfold", f"http://127.0.0.1:{port}", args, env, system)
     except Exception:
         log.flush()
         print((Path(tmp) / "tenfold.log").read_text()[-3000:], file=sys.stderr)
@@ -293,7 +314,7 @@ def bench_celery(args: argparse.Namespace, tmp: str, env: dict[str, str]) -> Any
         cwd=app_dir,
     )
     try:
-        return run_client("celery", str(app_dir), args, env)
+        return run_client("celery", str(app_dir), args, env, {"workers": [proc]})
     except Exception:
         log.flush()
         print((Path(tmp) / "celery.log").read_text()[-3000:], file=sys.stderr)
@@ -342,9 +363,13 @@ def main() -> None:
                 flush(db)
     print()
     print(f"classify, end-to-end async, 2 workers, Redis, {IN_FLIGHT} in flight, {args.jobs} jobs")
-    print(f"{'system':8s} {'jobs/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    print(f"{'system':8s} {'jobs/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU ms/job':>22s}")
     for name, r in results.items():
-        print(f"{name:8s} {r['jobs_per_s']:8.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f}")
+        cpu = f"{r['system_cpu_ms_per_job']:.2f} (+{r['client_cpu_ms_per_job']:.2f} client)"
+        print(f"{name:8s} {r['jobs_per_s']:8.0f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {cpu:>22s}")
+    for name, r in results.items():
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms_per_job"].items())
+        print(f"{name} CPU ms/job by process: {parts}, client {r['client_cpu_ms_per_job']:.2f}")
     ratio = results["tenfold"]["jobs_per_s"] / results["celery"]["jobs_per_s"]
     verdict = "met" if ratio >= TARGET else "NOT met"
     print(f"tenfold / celery jobs/s: {ratio:.2f}x (target >= {TARGET:.0f}x: {verdict})")
