@@ -146,11 +146,6 @@ class ModelService:
             return item
         return self._adapter.dump_python(item, mode="json")
 
-    @property
-    def seconds_per_item(self) -> float:
-        """Measured model time per item so far (0.0 before the first batch)."""
-        return self.stats.busy_s / self.stats.items_total if self.stats.items_total else 0.0
-
     async def predict(self, items: list[Any], deadline: float | None) -> list[Any]:
         if not self.ready:
             raise NotReady(f"model {self.name!r} is still loading")
