@@ -391,3 +391,36 @@ async def test_predict_through_the_queue(tmp_path):
         assert r.status_code == 500
         stats = (await c.get("/v1/queues")).json()["queues"][0]
         assert stats["model"] == "upper"
+
+
+async def test_embed_stage_caches_each_item_and_sends_only_misses(tmp_path):
+    log = tmp_path / "vec.log"
+    settings = ServerSettings(
+        models=(ModelSettings(target="toymodels:Vec", workers=1, options={"log_path": str(log)}),),
+        queue_url=None,
+    )
+    app = create_app(settings)
+    async with running(app) as c:
+        known = [f"known {i}" for i in range(20)]
+        r = await c.post("/v1/models/vec/predict", json={"inputs": known})
+        assert r.headers["x-tenfold-cache-hits"] == "0/20"
+        batch = known + [f"new {i}" for i in range(12)]
+        r = await c.post("/v1/models/vec/predict", json={"inputs": batch})
+        assert r.status_code == 200
+        assert r.headers["x-tenfold-cache-hits"] == "20/32"
+        assert r.json()["outputs"] == [[float(len(s)), float(s.count("a")), 1.0] for s in batch]
+        computed_now = computed(log)
+        assert all(computed_now.count(s) == 1 for s in batch)  # the model saw only the 12 new
+        # by id: a cached id answers without the model, whatever the text
+        await c.post("/v1/models/vec/predict", json={"input": "aaa", "ids": ["item-7"]})
+        r = await c.post("/v1/models/vec/predict", json={"input": "zzzz", "ids": ["item-7"]})
+        assert r.headers["x-tenfold-cache"] == "hit"
+        assert r.json()["output"] == [3.0, 3.0, 1.0]
+        r = await c.post("/v1/models/vec/predict", json={"inputs": ["a", "b"], "ids": ["x"]})
+        assert r.status_code == 422
+        # a failing item fails alone and nothing of its batch is stored
+        r = await c.post("/v1/models/vec/predict", json={"inputs": ["fine", "boom"]})
+        outs = r.json()["outputs"]
+        assert outs[0] == [4.0, 0.0, 1.0] and outs[1]["error"]["type"] == "model_error"
+        stats = (await c.get("/v1/stats")).json()["cache"]["layers"]["embedding"]
+        assert stats["hits"] >= 21

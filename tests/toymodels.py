@@ -53,3 +53,22 @@ class Sleepy(Model[int, int]):
     def predict(self, batch: list[int]) -> list[int]:
         time.sleep(0.010 + 0.020 * len(batch))
         return [x + 1 for x in batch]
+
+
+class Vec(Model[str, list[float]]):
+    """A toy embedder: [len, count of 'a', 1.0]. Logs every computed item to ``log_path``."""
+
+    name = "vec"
+    version = "1"
+    embeds = True
+    input_model: ClassVar[Any] = Annotated[str, StringConstraints(min_length=1)]
+
+    def load(self) -> None:
+        self.log = Path(self.options["log_path"])
+
+    def predict(self, batch: list[str]) -> list[list[float]]:
+        with self.log.open("a") as fh:
+            fh.write("\n".join(batch) + "\n")
+        if "boom" in batch:
+            raise ValueError("cannot embed 'boom'")
+        return [[float(len(s)), float(s.count("a")), 1.0] for s in batch]

@@ -45,6 +45,10 @@ class Model(Generic[In, Out]):
     version: str = "1"
     #: Type each input is validated against (pydantic); ``None`` accepts any JSON value.
     input_model: ClassVar[Any] = None
+    #: An embed stage: each output is one vector. The server then caches outputs per item
+    #: in the embedding cache (float32, by item id or content hash, 24 h), looks a whole
+    #: request up in one round trip and sends only the misses to the model.
+    embeds: ClassVar[bool] = False
     #: Per-model batching defaults; the server config overrides them.
     max_batch_size: ClassVar[int | None] = None
     batch_timeout_ms: ClassVar[float | None] = None

@@ -71,6 +71,11 @@ class PredictRequest(BaseModel):
     )
     input: Any = Field(default=None, description="One input")
     inputs: list[Any] | None = Field(default=None, description="Several inputs", min_length=1)
+    ids: list[str] | None = Field(
+        default=None,
+        description="Item ids (one per input) for embedding models: the embedding cache keys "
+        "on the id instead of the content",
+    )
     timeout_ms: float | None = Field(
         default=None, gt=0, description="Deadline for this request (default: server's)"
     )
@@ -125,6 +130,32 @@ class Server:
         self.started = time.time()
         self.fatal: str | None = None
 
+    async def _embed(
+        self, service: ModelService, items: list[Any], deadline: float, ids: list[str] | None
+    ) -> tuple[list[Any], list[str]]:
+        """An embed stage: one lookup for the whole request, only the misses to the model."""
+        cache = self.cache.embedding(service.name, service.version)
+        assert cache is not None
+        misses = 0
+
+        async def compute(missing: list[Any]) -> list[Any]:
+            nonlocal misses
+            misses = len(missing)
+            outcomes = await self.compute(service, list(missing), deadline)
+            if any(isinstance(o, TenfoldError) for o in outcomes):
+                raise _ItemsFailed
+            return outcomes
+
+        try:
+            rows = await cache.embed_many(items, compute, ids=ids)
+        except _ItemsFailed:
+            # Some item failed: nothing was stored; answer item by item, errors in place
+            # (rare, so running the request again beats tracking hits through the failure).
+            return await self.compute(service, items, deadline), ["miss"] * len(items)
+        # The header reports how many items were hits; which ones is not tracked.
+        hits = len(items) - misses
+        return list(rows), ["hit"] * hits + ["miss"] * (len(items) - hits)
+
     async def compute(self, service: ModelService, items: list[Any], deadline: float) -> list[Any]:
         """Outcomes per item from the model: the local batcher, or the durable queue
         when ``predict_via_queue`` (remote or local workers take the jobs)."""
@@ -146,7 +177,12 @@ class Server:
         return list(await asyncio.gather(*(one(item) for item in items)))
 
     async def run(
-        self, service: ModelService, items: list[Any], deadline: float, bypass: bool
+        self,
+        service: ModelService,
+        items: list[Any],
+        deadline: float,
+        bypass: bool,
+        ids: list[str] | None = None,
     ) -> tuple[list[Any], list[str]]:
         """Outcomes per item through the result cache (when on) and the batcher.
 
@@ -154,6 +190,8 @@ class Server:
         call); the misses still meet in the batcher, so they are computed in batches.
         Returns the outcomes and each item's ``hit``/``miss``.
         """
+        if type(service.model).embeds and self.cache.enabled and not bypass:
+            return await self._embed(service, items, deadline, ids)
         result_cache = self.cache.result
         if result_cache is None:
             return await self.compute(service, items, deadline), ["miss"] * len(items)
@@ -202,10 +240,25 @@ class Server:
         return all(s.ready for s in self.services.values())
 
 
+class _ItemsFailed(Exception):
+    """Some items of an embedding batch failed: store nothing."""
+
+
 def _ensure_sqlite_dir(url: str | None) -> None:
     """The embedded queue's data directory (``sqlite:///tenfold-data/queue.db``)."""
     if url and url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _ids(body: PredictRequest, single: bool, n: int) -> list[str] | None:
+    if body.ids is None:
+        return None
+    if len(body.ids) != n:
+        raise InvalidInput(
+            f'"ids" has {len(body.ids)} entries for {n} input(s)',
+            details=[{"field": "body.ids", "message": "one id per input"}],
+        )
+    return list(body.ids)
 
 
 def _mount_indexes(app: FastAPI, settings: ServerSettings) -> None:
@@ -338,7 +391,9 @@ def create_app(
                 # Also bound the wait here: a hung worker must not hang the request forever.
                 bypass = no_cache_requested(request.headers.get("cache-control"))
                 async with asyncio.timeout(timeout_ms / 1000.0 + 5.0):
-                    outcomes, cache_marks = await server.run(service, items, deadline, bypass)
+                    outcomes, cache_marks = await server.run(
+                        service, items, deadline, bypass, _ids(body, single, len(items))
+                    )
             except TimeoutError:
                 raise DeadlineExceeded(f"no result within {timeout_ms:.0f} ms") from None
             headers = {}
