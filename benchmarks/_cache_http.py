@@ -1,5 +1,5 @@
 """The HTTP part of the cache benchmark: the `embed` example under a Zipf-like workload
-(about half the requests repeat a popular sentence), result cache off / memory / Redis;
+(about half the requests repeat a popular sentence), cache off / memory / Redis;
 hit vs miss latency; a hit's cost over the server's floor; and the embedding cache on a
 batch workload with 80% known items (real MiniLM, in-process)."""
 
@@ -26,7 +26,7 @@ from _harness import (
 TENFOLD = SERVE_EMBED
 
 
-def floor_vs_hit_ms(redis_url: str, probes: int = 300) -> tuple[float, float, float]:
+def floor_vs_hit_ms(redis_url: str, probes: int = 1000) -> tuple[float, float, float]:
     """p50 of GET /healthz (the floor) and of a result-cache hit, on one Redis-backed
     server, sequentially (one client, so no queueing hides in the figure)."""
     import httpx
@@ -131,7 +131,7 @@ def run_http(args: argparse.Namespace) -> None:
     off = runs["off"]["items_per_s"]
     print()
     print(
-        f"  {'result cache':12} {'req/s':>8} {'x off':>6} {'hit share':>9} {'hit p50':>8} "
+        f"  {'cache':12} {'req/s':>8} {'x off':>6} {'hit share':>9} {'hit p50':>8} "
         f"{'hit p99':>8} {'miss p50':>8} {'miss p99':>9}"
     )
     for name, r in runs.items():
