@@ -89,3 +89,11 @@ class QueueBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def check_claim_args(max_items: int, lease_ms: float) -> None:
+    """The argument checks every backend's ``claim`` makes, in one place."""
+    if max_items < 1:
+        raise ValueError("max_items must be at least 1")
+    if lease_ms <= 0:
+        raise ValueError("lease_ms must be greater than 0")

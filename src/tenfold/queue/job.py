@@ -60,6 +60,23 @@ class Job:
     result: JSONValue = None
     idempotency_key: str | None = None
 
+    @classmethod
+    def new(
+        cls, id: str, model: str, input: JSONValue, now: float, idempotency_key: str | None = None
+    ) -> Job:
+        """A job just enqueued at ``now``: queued, no attempt yet."""
+        return cls(
+            id=id,
+            model=model,
+            input=input,
+            status=JobStatus.QUEUED,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+            queued_at=now,
+            idempotency_key=idempotency_key,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from tenfold.errors import JobNotFound, QueueUnavailable
 from tenfold.queue import codec, redis_lua
+from tenfold.queue.backend import check_claim_args
 from tenfold.queue.ids import new_job_id, new_token
 from tenfold.queue.job import Claim, Job, JobError, JSONValue, QueueConfig, QueueStats
 from tenfold.queue.notify import ChangeSignal
@@ -177,17 +178,7 @@ class RedisQueue:
             existing = await self.get(str(got))
             if existing is not None:
                 return existing
-        return Job(
-            id=job_id,
-            model=model,
-            input=codec.loads(payload),
-            status=JobStatus.QUEUED,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-            queued_at=now,
-            idempotency_key=idempotency_key,
-        )
+        return Job.new(job_id, model, codec.loads(payload), now, idempotency_key)
 
     async def enqueue_many(self, model: str, inputs: Sequence[JSONValue]) -> list[Job]:
         client = self._redis()
@@ -208,16 +199,7 @@ class RedisQueue:
 
         await self._call(run())
         return [
-            Job(
-                id=job_id,
-                model=model,
-                input=codec.loads(payload),
-                status=JobStatus.QUEUED,
-                attempts=0,
-                created_at=now,
-                updated_at=now,
-                queued_at=now,
-            )
+            Job.new(job_id, model, codec.loads(payload), now)
             for job_id, payload in zip(ids, payloads, strict=True)
         ]
 
@@ -240,10 +222,7 @@ class RedisQueue:
     ) -> list[Claim]:
         import redis.exceptions as rexc
 
-        if max_items < 1:
-            raise ValueError("max_items must be at least 1")
-        if lease_ms <= 0:
-            raise ValueError("lease_ms must be greater than 0")
+        check_claim_args(max_items, lease_ms)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait_ms) / 1000
         client = self._redis()

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from tenfold.errors import JobNotFound, QueueUnavailable
 from tenfold.queue import codec
+from tenfold.queue.backend import check_claim_args
 from tenfold.queue.ids import new_job_id, new_token
 from tenfold.queue.job import Claim, Job, JobError, JSONValue, QueueConfig, QueueStats
 from tenfold.queue.notify import ChangeSignal
@@ -212,28 +213,13 @@ class SqliteQueue:
                     "VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
                     (job_id, model, payload, now, now, now, now, key),
                 )
-                out.append(
-                    Job(
-                        id=job_id,
-                        model=model,
-                        input=codec.loads(payload),
-                        status=JobStatus.QUEUED,
-                        attempts=0,
-                        created_at=now,
-                        updated_at=now,
-                        queued_at=now,
-                        idempotency_key=key,
-                    )
-                )
+                out.append(Job.new(job_id, model, codec.loads(payload), now, key))
         return out
 
     async def claim(
         self, model: str, max_items: int, *, wait_ms: float, lease_ms: float, worker_id: str
     ) -> list[Claim]:
-        if max_items < 1:
-            raise ValueError("max_items must be at least 1")
-        if lease_ms <= 0:
-            raise ValueError("lease_ms must be greater than 0")
+        check_claim_args(max_items, lease_ms)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait_ms) / 1000
         while True:

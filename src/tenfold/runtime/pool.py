@@ -135,12 +135,6 @@ class WorkerPool:
     def idle_count(self) -> int:
         return sum(1 for w in self._workers if w.idle)
 
-    def busy_count(self) -> int:
-        return sum(1 for w in self._workers if w.inflight is not None)
-
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self._workers if w.alive and w.process.pid]
-
     # -- running batches -----------------------------------------------------
     async def run(self, sub_batches: list[list[Any]]) -> BatchOutcome:
         """Run sub-batches, in order, on one idle worker; returns outcomes and timings."""

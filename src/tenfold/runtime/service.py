@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -82,13 +81,11 @@ class ModelService:
         if not self.local:
             self.metrics.ready.labels(self.name, self.version).set(1)
             return
-        t0 = time.perf_counter()
         try:
             await self.pool.start(on_ready)
         except Exception as exc:
             self.load_error = str(exc)
             raise
-        self.load_s = time.perf_counter() - t0
         self.started_at = self.clock.now()
         self.scheduler.start()
         self.metrics.ready.labels(self.name, self.version).set(1)

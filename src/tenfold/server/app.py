@@ -308,7 +308,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background so /healthz and /readyz answer while weights load.
         loader = asyncio.create_task(load_all(), name="tenfold-load")
-        app.state.loader = loader
         stop = asyncio.Event()
         pumps: list[JobPump] = []
         pump_tasks: list[asyncio.Task[None]] = []
