@@ -30,6 +30,7 @@ import functools
 import math
 import random
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,6 +82,15 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 CREATE INDEX IF NOT EXISTS claims_model_at ON claims(model, at);
 """
+
+# One statement each, run by _init_schema inside a single write transaction.
+_SCHEMA_STATEMENTS = [
+    stmt.strip()
+    for stmt in "\n".join(
+        line for line in _SCHEMA.splitlines() if not line.strip().startswith("--")
+    ).split(";")
+    if stmt.strip()
+]
 
 _COLUMNS = (
     "id, model, input, status, attempts, created_at, updated_at, queued_at, started_at, "
@@ -162,10 +172,12 @@ class SqliteQueue:
                 check_same_thread=False,  # only the executor thread ever uses it
             )
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            # Every statement is CREATE ... IF NOT EXISTS: processes racing here are safe.
-            conn.executescript(_SCHEMA)
+            try:
+                _init_schema(conn, self._busy_timeout_ms / 1000)
+                conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 
@@ -551,6 +563,37 @@ class SqliteQueue:
 
     def _data_version(self) -> int:
         return int(self._db().execute("PRAGMA data_version").fetchone()[0])
+
+
+def _init_schema(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch to WAL and create the schema, safe against other processes opening the
+    same fresh file at the same moment.
+
+    Two traps, both seen as "database is locked" without the busy handler waiting:
+    a plain ``CREATE ... IF NOT EXISTS`` is a deferred transaction that reads the
+    schema and then upgrades to a write, which fails at once (SQLITE_BUSY_SNAPSHOT)
+    when another process created the tables in between; and switching the journal
+    mode needs an exclusive lock that a concurrent opener may briefly hold. So the
+    DDL runs inside ``BEGIN IMMEDIATE`` and both steps retry until ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            with _immediate(conn):
+                for statement in _SCHEMA_STATEMENTS:
+                    conn.execute(statement)
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 @contextlib.contextmanager
