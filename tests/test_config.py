@@ -79,6 +79,34 @@ def test_invalid_settings_are_refused_when_built() -> None:
         ServerSettings(models=())
     with pytest.raises(ValueError, match="MODULE:CLASS"):
         ModelSettings(target="not-a-target")
+    one = (ModelSettings(target="classify", workers=1),)
+    with pytest.raises(ValueError, match="--autoscale .* needs a queue"):
+        ServerSettings(models=one, queue_url=None, autoscale=True)
+    with pytest.raises(ValueError, match="--autoscale serves exactly one model"):
+        ServerSettings(models=one * 2, autoscale=True)
+
+
+def test_autoscaled_worker_command_carries_the_model_settings() -> None:
+    from tenfold.server.autoscaling import worker_argv
+
+    model = ModelSettings(
+        target="classify", workers=1, max_batch_size=8, options={"threshold": 0.5}
+    )
+    argv = worker_argv(model, "sqlite:///q.db", "iris")
+    assert argv[1:] == [
+        "-m",
+        "tenfold.queue.cli",
+        "worker",
+        "classify",
+        "--queue",
+        "sqlite:///q.db",
+        "--queue-name",
+        "iris",
+        "--max-batch-size",
+        "8",
+        "--options",
+        '{"threshold": 0.5}',
+    ]
 
 
 def test_variant_directory_sets_target_and_options(tmp_path: Path) -> None:

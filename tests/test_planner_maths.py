@@ -22,13 +22,17 @@ from tenfold.planner.plan import (
     comparisons,
     ladder,
     plan,
+    served,
 )
 from tenfold.planner.profile import Profile, ProfilePoint
 from tenfold.planner.sizing import (
     BudgetInfeasible,
     PlanInfeasible,
+    _fewest_replicas_within,
+    _min_p99_ms,
     fleet_items_per_s,
     operating_point,
+    queue_p99_ms,
     replicas_needed,
 )
 
@@ -97,6 +101,7 @@ def test_seed_scale_hyperscale_row_200_spot_gpus() -> None:
         p99_budget_ms=1000,
         price_per_hour_usd=SEED_SPOT_GPU_MONTH / 720,
         replicas=200,
+        serving_efficiency=1.0,  # the seed's arithmetic: profiled throughput as served
     )
     row = plan(seed_profile().points, req)
     assert row.replicas == 200
@@ -220,8 +225,10 @@ def test_operating_point_arithmetic() -> None:
     op = operating_point(point, effective_qps=800, replicas=4, dp_efficiency=0.95)
     assert op.batch_timeout_ms == pytest.approx(35.0)  # 7 more items at 200/s
     assert op.utilization == pytest.approx(200 / 380)
-    assert op.queue_ms == pytest.approx(200 / 380 * 20)
-    assert op.predicted_p99_ms == pytest.approx(35 + 20 + 200 / 380 * 20)
+    rho = 200 / 380
+    queue = math.log(100 * rho) / (2 * (1 - rho) * 380) * 1000  # Kingman, M/D/1 in items
+    assert op.queue_ms == pytest.approx(queue)
+    assert op.predicted_p99_ms == pytest.approx(35 + 20 + queue)
     assert op.fleet_items_per_s == pytest.approx(4 * 380)
 
 
@@ -229,7 +236,39 @@ def test_operating_point_single_replica_batch_1() -> None:
     op = operating_point(
         ProfilePoint(1, 10, 12, 100), effective_qps=50, replicas=1, dp_efficiency=0.9
     )
-    assert (op.batch_timeout_ms, op.utilization, op.predicted_p99_ms) == (0.0, 0.5, 18.0)
+    assert (op.batch_timeout_ms, op.utilization) == (0.0, 0.5)
+    # One replica keeps its full 100 items/s: 12 ms compute + ln(50)/(2 x 0.5 x 100) s.
+    assert op.predicted_p99_ms == pytest.approx(12 + math.log(50) * 10)
+
+
+def test_queue_p99() -> None:
+    assert queue_p99_ms(0.0, 100) == 0.0
+    assert queue_p99_ms(0.01, 100) == 0.0  # P(wait > 0) = ρ <= 1%: p99 wait is 0
+    assert math.isinf(queue_p99_ms(1.0, 100))
+    assert queue_p99_ms(0.6, 63.8) == pytest.approx(80.2, abs=0.05)
+    # Busier means a longer tail, and faster more than proportionally at high load.
+    waits = [queue_p99_ms(u / 10, 100) for u in range(1, 10)]
+    assert waits == sorted(waits)
+    assert waits[8] / waits[4] > 5
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 8, 32])
+@pytest.mark.parametrize("qps", [50.0, 900.0, 12_000.0])
+@pytest.mark.parametrize("budget_ms", [25.0, 60.0, 200.0, 1000.0])
+def test_replica_search_matches_brute_force(batch_size: int, qps: float, budget_ms: float) -> None:
+    """The binary searches rest on p99 being convex in the replica count; a linear scan
+    over every fleet size must agree with them."""
+    point = ProfilePoint(
+        batch_size, 5.0 + batch_size, 6.0 + 1.5 * batch_size, 80.0 * batch_size**0.5
+    )
+    base = replicas_needed(qps, point.items_per_s, 0.75, 0.95)
+    limit = math.ceil(100 * qps / (point.items_per_s * 0.95)) + 2
+    p99s = {r: operating_point(point, qps, r, 0.95).predicted_p99_ms for r in range(base, limit)}
+    within = [r for r, p in p99s.items() if p <= budget_ms]
+    assert _fewest_replicas_within(point, qps, budget_ms, base, 0.95) == (
+        within[0] if within else None
+    )
+    assert _min_p99_ms(point, qps, base, 0.95) == pytest.approx(min(p99s.values()))
 
 
 def test_overloaded_point_has_infinite_p99() -> None:
@@ -302,23 +341,46 @@ def test_budget_no_batch_size_can_meet() -> None:
     req = PlanRequest(qps=1000, p99_budget_ms=5, price_per_hour_usd=1)
     with pytest.raises(BudgetInfeasible) as info:
         plan(seed_profile().points, req)
-    assert info.value.min_p99_ms == pytest.approx(12.0)  # batch 1's compute p99
+    # Batch 1's compute p99 as served: 12 ms profiled / 0.9 serving efficiency.
+    assert info.value.min_p99_ms == pytest.approx(12.0 / 0.9)
     assert info.value.batch_size == 1
-    assert "minimum achievable p99 is 12.0 ms" in str(info.value)
+    assert "minimum achievable p99 is 13.3 ms" in str(info.value)
 
 
 def test_budget_just_above_compute_p99_is_met_with_more_replicas() -> None:
-    req = PlanRequest(qps=1000, p99_budget_ms=12.5, price_per_hour_usd=1)
+    req = PlanRequest(qps=1000, p99_budget_ms=13.8, price_per_hour_usd=1)
     row = plan(seed_profile().points, req)
-    assert row.batch_size == 1 and row.predicted_p99_ms <= 12.5
-    # Queueing headroom must shrink to 0.5 ms of 12: utilization <= 1/24.
+    assert row.batch_size == 1 and row.predicted_p99_ms <= 13.8
+    # The queueing p99 must shrink to 0.5 ms of the 13.3 served compute p99, which it
+    # does only near 1% busy.
     assert row.utilization <= 0.5 / 12 + 1e-9
-    assert row.replicas > replicas_needed(1000, 100, 0.7, 0.95)
+    assert row.replicas > replicas_needed(1000, 90, 0.7, 0.95)
+
+
+def test_serving_efficiency_scales_the_profile() -> None:
+    points = seed_profile().points
+    raw = plan(
+        points,
+        PlanRequest(qps=5000, p99_budget_ms=300, price_per_hour_usd=1, serving_efficiency=1.0),
+    )
+    served_ = plan(
+        points,
+        PlanRequest(qps=5000, p99_budget_ms=300, price_per_hour_usd=1, serving_efficiency=0.5),
+    )
+    assert served_.replicas > raw.replicas
+    one = served(points, 0.5)[0]
+    assert (one.items_per_s, one.latency_p99_ms) == (
+        points[0].items_per_s / 2,
+        points[0].latency_p99_ms * 2,
+    )
+    with pytest.raises(ValueError, match="serving efficiency"):
+        PlanRequest(qps=1, p99_budget_ms=1, price_per_hour_usd=1, serving_efficiency=0)
 
 
 def test_fixed_fleet_too_small() -> None:
     req = PlanRequest(qps=10_000, p99_budget_ms=500, price_per_hour_usd=1, replicas=3)
-    with pytest.raises(PlanInfeasible, match=r"3 replicas cannot carry .* at least 17 replicas"):
+    # 10,000/s over 582/s per GPU x 0.95 fleet efficiency x 0.9 serving efficiency.
+    with pytest.raises(PlanInfeasible, match=r"3 replicas cannot carry .* at least 19 replicas"):
         plan(seed_profile().points, req)
 
 
@@ -379,6 +441,7 @@ def test_plan_is_feasible_and_cheapest(
         price_per_hour_usd=1,
         cache_hit_rate=hit,
         target_utilization=util,
+        serving_efficiency=1.0,  # compare against operating_point on the raw points
     )
     lam = req.effective_qps
 

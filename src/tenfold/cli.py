@@ -96,6 +96,14 @@ def serve(
             "--no-local-workers", help="API only: remote `tenfold worker`s serve the --queue"
         ),
     ] = False,
+    autoscale: Annotated[
+        bool,
+        typer.Option(
+            "--autoscale",
+            help="Serve queued jobs with `tenfold worker` processes scaled on queue depth "
+            "(the seed rules, or [autoscale] in --config)",
+        ),
+    ] = False,
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
 ) -> None:
@@ -122,6 +130,8 @@ def serve(
                 "queue_url": "" if no_queue else queue,
                 "predict_via_queue": True if queue else None,
                 "local_workers": False if no_local_workers else None,
+                "autoscale": True if autoscale else None,
+                "autoscale_config": str(config) if autoscale and config else None,
             },
             model_flags={
                 "workers": workers,

@@ -96,6 +96,11 @@ class ServerSettings:
     max_queue_depth: int = 10_000
     #: POST queue alerts (JSON) here as well as to the log and GET /v1/alerts.
     alert_webhook_url: str | None = None
+    #: Serve the queue's jobs with ``tenfold worker`` processes scaled on its depth
+    #: (``tenfold serve --autoscale``) instead of this server's own workers.
+    autoscale: bool = False
+    #: TOML file whose ``[autoscale]`` table sets the rules; None: the seed rules.
+    autoscale_config: str | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -108,6 +113,10 @@ class ServerSettings:
             raise ValueError("request_timeout_ms must be positive")
         if not self.local_workers and not (self.queue_url and self.predict_via_queue):
             raise ValueError("--no-local-workers needs --queue URL (remote workers serve it)")
+        if self.autoscale and not self.queue_url:
+            raise ValueError("--autoscale scales workers on the durable queue: it needs a queue")
+        if self.autoscale and len(self.models) != 1:
+            raise ValueError("--autoscale serves exactly one model (its workers run one)")
         if self.result_cache_ttl_s <= 0:
             raise ValueError("result_cache_ttl_s must be positive")
 

@@ -9,10 +9,11 @@ replicas with the model traffic ``λ`` (requests/s after the cache) spread evenl
   rather than wait longer);
 * utilization ``ρ = r / (items_per_s(b) x e)`` where ``e`` is the data-parallel
   efficiency (1 for one replica, 0.95 by default for more: 4 replicas ~ 3.8x);
-* queueing headroom ``ρ x latency_p99(b)``: with random arrivals a batch can find the
-  previous one still running, more often the busier the replica;
-* ``predicted p99 = fill + latency_p99(b) + ρ x latency_p99(b)``; ``ρ >= 1`` is unstable
-  (the queue grows without bound), predicted p99 = inf.
+* queueing p99 ``q = ln(100ρ) / (2(1-ρ)·c)`` for a replica clearing ``c`` items/s:
+  Kingman's exponential tail of an M/D/1 queue in item units (see :func:`queue_p99_ms`);
+  0 while ρ <= 1%;
+* ``predicted p99 = fill + latency_p99(b) + q``; ``ρ >= 1`` is unstable (the queue grows
+  without bound), predicted p99 = inf.
 
     replicas_needed(effective_qps=600, items_per_s=100, target_utilization=0.75,
                     dp_efficiency=0.95)                                    # 9
@@ -78,6 +79,21 @@ def replicas_needed(
     return max(n, min_replicas, 2)
 
 
+def queue_p99_ms(utilization: float, capacity_items_per_s: float) -> float:
+    """99th-percentile wait in the replica's queue: Kingman's exponential tail for an
+    M/D/1 queue in item units (Poisson arrivals, a replica that clears
+    ``capacity_items_per_s`` items a second), ``P(wait > t) ~ ρ·exp(-2(1-ρ)·t·μ)``,
+    solved for 1%: ``t = ln(100ρ) / (2(1-ρ)·μ)``; 0 while ρ <= 1%, infinite at ρ >= 1.
+
+        queue_p99_ms(0.6, 63.8)   # 80.2: 5.1 item service times at 60% busy
+    """
+    if utilization >= 1.0:
+        return math.inf
+    if utilization <= 0.01:
+        return 0.0
+    return math.log(100 * utilization) / (2 * (1 - utilization) * capacity_items_per_s) * 1000.0
+
+
 @dataclass(frozen=True, slots=True)
 class Operating:
     """One batch size on one fleet size under one load."""
@@ -113,7 +129,9 @@ def operating_point(
         fill_ms = math.inf
     else:
         fill_ms = (b - 1) / rate * 1000.0
-    queue_ms = math.inf if utilization >= 1.0 else utilization * point.latency_p99_ms
+    queue_ms = queue_p99_ms(
+        utilization, point.items_per_s * fleet_efficiency(replicas, dp_efficiency)
+    )
     return Operating(
         batch_size=b,
         replicas=replicas,
@@ -126,54 +144,68 @@ def operating_point(
     )
 
 
+def _p99(point: ProfilePoint, lam: float, replicas: int, dp_efficiency: float) -> float:
+    return operating_point(point, lam, replicas, dp_efficiency).predicted_p99_ms
+
+
+def _search_bounds(
+    point: ProfilePoint, lam: float, base: int, dp_efficiency: float
+) -> tuple[int, int]:
+    """The replica range worth searching: from ``base`` (at least 2: a fleet) to where
+    utilization falls to 1% and the queueing term is 0, after which only fill grows."""
+    lo = max(base, 2)
+    hi = max(lo, math.ceil(100 * lam / (point.items_per_s * dp_efficiency)) + 1)
+    return lo, hi
+
+
+def _argmin_replicas(
+    point: ProfilePoint, lam: float, lo: int, hi: int, dp_efficiency: float
+) -> int:
+    """The ``R`` in ``[lo, hi]`` with the lowest predicted p99.
+
+    p99(R) = fill + L + queue is convex in R: fill = (b-1)·R/λ is linear, and the
+    queueing term ln(100ρ)/(2(1-ρ))/capacity with ρ = λ/(R·capacity) is a product of two
+    positive, decreasing, convex functions of R (then 0 once ρ <= 1%). So "p99 stops
+    falling at R" is monotone in R and a binary search finds the minimum.
+    """
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _p99(point, lam, mid + 1, dp_efficiency) >= _p99(point, lam, mid, dp_efficiency):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def _fewest_replicas_within(
     point: ProfilePoint, lam: float, budget_ms: float, base: int, dp_efficiency: float
 ) -> int | None:
     """Smallest ``R >= base`` with predicted p99 <= budget, or ``None``.
 
-    For ``R >= 2``, p99(R) = A·R + L + B/R with A = (b-1)·1000/λ, B = λ·L/(items_per_s·e):
-    filling is slower and queueing shorter as replicas are added, so the feasible
-    replicas form one interval, the roots of A·R² + (L - budget)·R + B <= 0.
+    Adding replicas shortens queueing and lengthens batch filling; p99 is convex in R
+    (see :func:`_argmin_replicas`), so the feasible replicas form one interval that
+    starts on the falling side of the minimum: binary-search it there.
     """
-    if operating_point(point, lam, base, dp_efficiency).predicted_p99_ms <= budget_ms:
+    if _p99(point, lam, base, dp_efficiency) <= budget_ms:
         return base
-    lat = point.latency_p99_ms
-    slack = budget_ms - lat
-    if slack <= 0:
+    lo, hi = _search_bounds(point, lam, base, dp_efficiency)
+    best = _argmin_replicas(point, lam, lo, hi, dp_efficiency)
+    if _p99(point, lam, best, dp_efficiency) > budget_ms:
         return None
-    a = (point.batch_size - 1) * 1000.0 / lam
-    b_coef = lam * lat / (point.items_per_s * dp_efficiency)
-    if a == 0:
-        low, high = b_coef / slack, math.inf
-    else:
-        disc = slack * slack - 4 * a * b_coef
-        if disc < 0:
-            return None
-        root = math.sqrt(disc)
-        low, high = (slack - root) / (2 * a), (slack + root) / (2 * a)
-    start = max(base + 1, 2, math.ceil(low - _EPS))
-    for r in (start, start + 1):  # the +1 absorbs float rounding at the boundary
-        if r > high + 1 + _EPS:
-            return None
-        op = operating_point(point, lam, r, dp_efficiency)
-        if op.predicted_p99_ms <= budget_ms:
-            return r
-    return None
+    while lo < best:  # p99 falls over [lo, best]: find the first R within budget
+        mid = (lo + best) // 2
+        if _p99(point, lam, mid, dp_efficiency) <= budget_ms:
+            best = mid
+        else:
+            lo = mid + 1
+    return best
 
 
 def _min_p99_ms(point: ProfilePoint, lam: float, base: int, dp_efficiency: float) -> float:
     """The lowest predicted p99 this batch size reaches with ``R >= base`` replicas."""
-    best = operating_point(point, lam, base, dp_efficiency).predicted_p99_ms
-    lat = point.latency_p99_ms
-    b_coef = lam * lat / (point.items_per_s * dp_efficiency)
-    if point.batch_size == 1:
-        # Queueing shrinks towards zero as replicas are added: the floor is the compute p99.
-        return min(best, lat)
-    a = (point.batch_size - 1) * 1000.0 / lam
-    r_star = math.sqrt(b_coef / a)
-    for r in {max(base, 2, math.floor(r_star)), max(base, 2, math.ceil(r_star))}:
-        best = min(best, operating_point(point, lam, r, dp_efficiency).predicted_p99_ms)
-    return best
+    lo, hi = _search_bounds(point, lam, base, dp_efficiency)
+    best = _argmin_replicas(point, lam, lo, hi, dp_efficiency)
+    return min(_p99(point, lam, base, dp_efficiency), _p99(point, lam, best, dp_efficiency))
 
 
 def choose_operating(

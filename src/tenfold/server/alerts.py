@@ -45,6 +45,7 @@ class QueueWatch:
         webhook_url: str | None = None,
         clock: Clock | None = None,
         tick_s: float = 1.0,
+        store: MemoryAlertStore | None = None,
     ) -> None:
         self.queue = queue
         self.models = list(models)
@@ -53,7 +54,7 @@ class QueueWatch:
         self.tick_s = tick_s
         self.engine = AlertEngine()
         self.state = self.engine.initial_state()
-        self.store = MemoryAlertStore()
+        self.store = store or MemoryAlertStore()
         sinks: list[AlertSink] = [LogSink(log), self.store]
         if webhook_url:
             sinks.append(WebhookSink(webhook_url))

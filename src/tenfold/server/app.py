@@ -33,6 +33,8 @@ from starlette.responses import Response
 
 from tenfold import __version__
 from tenfold.autoscale.api import alerts_router
+from tenfold.autoscale.scaler import LocalScaler
+from tenfold.autoscale.sinks import MemoryAlertStore
 from tenfold.cache import CacheSettings, CacheStack, ResultCacheConfig, no_cache_requested
 from tenfold.clock import Clock, SystemClock
 from tenfold.config import ServerSettings
@@ -45,7 +47,7 @@ from tenfold.errors import (
     Overloaded,
     TenfoldError,
 )
-from tenfold.queue import QueueBackend
+from tenfold.queue import QueueBackend, QueueStats
 from tenfold.queue import from_url as queue_from_url
 from tenfold.queue.api import queue_router
 from tenfold.queue.rpc import call
@@ -53,6 +55,7 @@ from tenfold.runtime.jobs import JobPump
 from tenfold.runtime.service import ModelService
 from tenfold.server import errors as http_errors
 from tenfold.server.alerts import QueueWatch
+from tenfold.server.autoscaling import build_scaler, describe
 from tenfold.server.limits import BodyLimitMiddleware
 from tenfold.server.metrics import ServingMetrics
 from tenfold.server.responses import JSONResponse
@@ -113,6 +116,18 @@ class Server:
         self.queue: QueueBackend | None = (
             queue_from_url(settings.queue_url) if settings.queue_url else None
         )
+        self.alert_store = MemoryAlertStore()
+        self.scaler: LocalScaler | None = None
+        if self.queue is not None and settings.autoscale:
+            (service,) = self.services.values()
+            self.scaler = build_scaler(
+                settings,
+                service.settings,
+                service.name,
+                registry=self.registry,
+                store=self.alert_store,
+                clock=clock,
+            )
         self.watch: QueueWatch | None = (
             QueueWatch(
                 self.queue,
@@ -123,8 +138,9 @@ class Server:
                 registry=self.registry,
                 webhook_url=settings.alert_webhook_url,
                 clock=clock,
+                store=self.alert_store,
             )
-            if self.queue is not None
+            if self.queue is not None and self.scaler is None
             else None
         )
         self.started = time.time()
@@ -311,11 +327,22 @@ def create_app(
         stop = asyncio.Event()
         pumps: list[JobPump] = []
         pump_tasks: list[asyncio.Task[None]] = []
+        scaler_task: asyncio.Task[None] | None = None
         if server.watch is not None:
             pump_tasks.append(asyncio.create_task(server.watch.run(stop), name="tenfold-alerts"))
         if server.queue is not None:
             _ensure_sqlite_dir(settings.queue_url)
-            if settings.local_workers:
+            if server.scaler is not None:
+                # The scaled `tenfold worker` processes serve the jobs, not this server.
+                queue, name = server.queue, next(iter(server.services))
+
+                async def read_stats() -> QueueStats:
+                    return await queue.stats(name)
+
+                scaler_task = asyncio.create_task(
+                    server.scaler.run(read_stats, stop), name="tenfold-autoscale"
+                )
+            elif settings.local_workers:
                 for service in server.services.values():
                     pump = JobPump(server.queue, service)
                     pumps.append(pump)
@@ -330,6 +357,8 @@ def create_app(
                     await task
             for pump in pumps:
                 await pump.drain()
+            if scaler_task is not None:
+                await scaler_task  # drains every worker (SIGTERM, then its grace period)
             loader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
@@ -352,8 +381,8 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
 
     _mount_indexes(app, settings)
-    if server.watch is not None:
-        app.include_router(alerts_router(server.watch.store))
+    if server.queue is not None:
+        app.include_router(alerts_router(server.alert_store))
     if server.queue is not None:
         app.include_router(
             queue_router(
@@ -455,6 +484,7 @@ def create_app(
                 s_per_item={"result": _seconds_per_item(server)},
                 usd_per_gpu_hour=settings.price_per_hour_usd,
             ),
+            "autoscaler": describe(server.scaler) if server.scaler is not None else None,
         }
 
     @app.get("/healthz", summary="Liveness")
