@@ -80,7 +80,7 @@ def test_invalid_settings_are_refused_when_built() -> None:
     with pytest.raises(ValueError, match="MODULE:CLASS"):
         ModelSettings(target="not-a-target")
     one = (ModelSettings(target="classify", workers=1),)
-    with pytest.raises(ValueError, match="--autoscale .* needs a queue"):
+    with pytest.raises(ValueError, match=r"--autoscale .* needs a queue"):
         ServerSettings(models=one, queue_url=None, autoscale=True)
     with pytest.raises(ValueError, match="--autoscale serves exactly one model"):
         ServerSettings(models=one * 2, autoscale=True)

@@ -138,8 +138,8 @@ def test_plan_infeasible_budget_json(seed_profile: Path) -> None:
     )
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
-    assert doc["min_p99_ms"] == pytest.approx(12.0 / 0.9)  # served: 0.9 serving efficiency
-    assert "minimum achievable p99 is 13.3 ms" in doc["error"]
+    assert doc["min_p99_ms"] == pytest.approx(15.0)  # 12 ms + 3 ms serving overhead
+    assert "minimum achievable p99 is 15.0 ms" in doc["error"]
 
 
 def test_plan_infeasible_budget_human(seed_profile: Path) -> None:
@@ -147,7 +147,7 @@ def test_plan_infeasible_budget_human(seed_profile: Path) -> None:
         app, ["plan", "--profile", str(seed_profile), "--qps", "1000", "--p99-ms", "5"]
     )
     assert result.exit_code == 1
-    assert "minimum achievable p99 is 13.3 ms" in " ".join(result.output.split())
+    assert "minimum achievable p99 is 15.0 ms" in " ".join(result.output.split())
 
 
 def test_plan_human_output(seed_profile: Path) -> None:

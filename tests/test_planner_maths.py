@@ -101,7 +101,7 @@ def test_seed_scale_hyperscale_row_200_spot_gpus() -> None:
         p99_budget_ms=1000,
         price_per_hour_usd=SEED_SPOT_GPU_MONTH / 720,
         replicas=200,
-        serving_efficiency=1.0,  # the seed's arithmetic: profiled throughput as served
+        serving_overhead_ms=0,  # the seed's arithmetic: profiled throughput as served
     )
     row = plan(seed_profile().points, req)
     assert row.replicas == 200
@@ -341,46 +341,46 @@ def test_budget_no_batch_size_can_meet() -> None:
     req = PlanRequest(qps=1000, p99_budget_ms=5, price_per_hour_usd=1)
     with pytest.raises(BudgetInfeasible) as info:
         plan(seed_profile().points, req)
-    # Batch 1's compute p99 as served: 12 ms profiled / 0.9 serving efficiency.
-    assert info.value.min_p99_ms == pytest.approx(12.0 / 0.9)
+    # Batch 1's compute p99 as served: 12 ms profiled + 3 ms serving overhead.
+    assert info.value.min_p99_ms == pytest.approx(15.0)
     assert info.value.batch_size == 1
-    assert "minimum achievable p99 is 13.3 ms" in str(info.value)
+    assert "minimum achievable p99 is 15.0 ms" in str(info.value)
 
 
 def test_budget_just_above_compute_p99_is_met_with_more_replicas() -> None:
-    req = PlanRequest(qps=1000, p99_budget_ms=13.8, price_per_hour_usd=1)
+    req = PlanRequest(qps=1000, p99_budget_ms=15.5, price_per_hour_usd=1)
     row = plan(seed_profile().points, req)
-    assert row.batch_size == 1 and row.predicted_p99_ms <= 13.8
-    # The queueing p99 must shrink to 0.5 ms of the 13.3 served compute p99, which it
+    assert row.batch_size == 1 and row.predicted_p99_ms <= 15.5
+    # The queueing p99 must shrink to 0.5 ms of the 15 ms served compute p99, which it
     # does only near 1% busy.
     assert row.utilization <= 0.5 / 12 + 1e-9
-    assert row.replicas > replicas_needed(1000, 90, 0.7, 0.95)
+    served_rate = 1 / (1 / 100 + 0.003)  # 100 items/s profiled, 3 ms more per batch of 1
+    assert row.replicas > replicas_needed(1000, served_rate, 0.7, 0.95)
 
 
-def test_serving_efficiency_scales_the_profile() -> None:
+def test_serving_overhead_is_added_to_every_batch() -> None:
     points = seed_profile().points
-    raw = plan(
-        points,
-        PlanRequest(qps=5000, p99_budget_ms=300, price_per_hour_usd=1, serving_efficiency=1.0),
-    )
-    served_ = plan(
-        points,
-        PlanRequest(qps=5000, p99_budget_ms=300, price_per_hour_usd=1, serving_efficiency=0.5),
-    )
-    assert served_.replicas > raw.replicas
-    one = served(points, 0.5)[0]
-    assert (one.items_per_s, one.latency_p99_ms) == (
-        points[0].items_per_s / 2,
-        points[0].latency_p99_ms * 2,
-    )
-    with pytest.raises(ValueError, match="serving efficiency"):
-        PlanRequest(qps=1, p99_budget_ms=1, price_per_hour_usd=1, serving_efficiency=0)
+    req = PlanRequest(qps=5000, p99_budget_ms=300, price_per_hour_usd=1, serving_overhead_ms=0)
+    raw = plan(points, req)
+    slow = plan(points, replace(req, serving_overhead_ms=50))
+    assert slow.replicas > raw.replicas
+    one, *_, last = served(points, 5.0)
+    assert one.latency_p99_ms == points[0].latency_p99_ms + 5
+    assert one.items_per_s == pytest.approx(1 / (1 / points[0].items_per_s + 0.005))
+    # The same 5 ms costs a big batch a smaller share of its throughput.
+    assert last.items_per_s / points[-1].items_per_s > one.items_per_s / points[0].items_per_s
+    with pytest.raises(ValueError, match="serving overhead"):
+        replace(req, serving_overhead_ms=-1)
 
 
 def test_fixed_fleet_too_small() -> None:
     req = PlanRequest(qps=10_000, p99_budget_ms=500, price_per_hour_usd=1, replicas=3)
-    # 10,000/s over 582/s per GPU x 0.95 fleet efficiency x 0.9 serving efficiency.
-    with pytest.raises(PlanInfeasible, match=r"3 replicas cannot carry .* at least 19 replicas"):
+    # 10,000/s over the best served rate per GPU x 0.95 fleet efficiency.
+    best = max(p.items_per_s for p in served(seed_profile().points, 3.0))
+    need = math.ceil(10_000 / (best * 0.95))
+    with pytest.raises(
+        PlanInfeasible, match=rf"3 replicas cannot carry .* at least {need} replicas"
+    ):
         plan(seed_profile().points, req)
 
 
@@ -441,7 +441,7 @@ def test_plan_is_feasible_and_cheapest(
         price_per_hour_usd=1,
         cache_hit_rate=hit,
         target_utilization=util,
-        serving_efficiency=1.0,  # compare against operating_point on the raw points
+        serving_overhead_ms=0,  # compare against operating_point on the raw points
     )
     lam = req.effective_qps
 

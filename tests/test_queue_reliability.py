@@ -32,7 +32,9 @@ RETRY = "max_attempts=5&retry_base_ms=100&retry_max_ms=400"
 def _pool(url: str, log: Path, processes: int = 3) -> LocalWorkerPool:
     env = src_env()
     env["ECHO_EXEC_LOG"] = str(log)
-    env["ECHO_SLEEP_S"] = "0.05"  # ~300 jobs/s per worker: the run lasts long enough to kill
+    # ~160 jobs/s per worker: 3000 jobs keep 3 workers busy for 6+ s, 10+ kill rounds
+    # even on a fast machine (at 0.05 s and one kill a second, a fast day gave only 3).
+    env["ECHO_SLEEP_S"] = "0.1"
     return LocalWorkerPool(
         "queue_models:Echo",
         url,
@@ -104,7 +106,7 @@ async def _kill_workers_while_running(url: str, tmp_path: Path) -> None:
         submitter = asyncio.create_task(_submit(q, N_JOBS, acked))
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
             s = await q.stats("echo")
             if submitter.done() and s.queued == 0 and s.leased == 0:
                 break

@@ -196,13 +196,13 @@ def plan_cmd(
     min_replicas: Annotated[
         int, typer.Option("--min-replicas", help="Replicas kept even with no traffic.")
     ] = 1,
-    serving_efficiency: Annotated[
+    serving_overhead_ms: Annotated[
         float,
         typer.Option(
-            "--serving-efficiency",
-            help="Share of the profiled throughput a serving replica keeps (HTTP, IPC).",
+            "--serving-overhead-ms",
+            help="Time serving adds to each batch beyond the profiled model time (HTTP, IPC).",
         ),
-    ] = 0.9,
+    ] = 3.0,
     weights_gib: Annotated[
         float | None, typer.Option("--weights-gib", help="Model weights in GiB (memory advice).")
     ] = None,
@@ -232,7 +232,7 @@ def plan_cmd(
             dp_efficiency=dp_efficiency,
             min_replicas=min_replicas,
             replicas=replicas,
-            serving_efficiency=serving_efficiency,
+            serving_overhead_ms=serving_overhead_ms,
         )
     except (ProfileError, CatalogError, ValueError) as exc:
         raise _fail(console, str(exc)) from exc
@@ -251,7 +251,7 @@ def plan_cmd(
         "price_per_hour_usd": price,
         "prices_as_of": catalog.prices_as_of,
         "speed_factor": moved.speed_factor,
-        "serving_efficiency": serving_efficiency,
+        "serving_overhead_ms": serving_overhead_ms,
         "qps": qps,
         "cache_hit_rate": cache_hit_rate,
         "p99_budget_ms": p99_ms,

@@ -45,10 +45,11 @@ class PlanRequest:
     dp_efficiency: float = 0.95
     min_replicas: int = 1
     replicas: int | None = None
-    #: Share of the profiled (model-alone) throughput a replica keeps once it serves:
-    #: HTTP, validation and worker IPC add time around each batch. 0.9 is what
-    #: ``benchmarks/plan_check.py`` measured here (served capacity 0.87-0.91x profiled).
-    serving_efficiency: float = 0.9
+    #: Time a serving replica adds to each batch beyond the model's own (profiled) time:
+    #: HTTP, validation, scheduling and the trip to the worker process. 3 ms fits what
+    #: ``benchmarks/plan_check.py`` measured here (served capacity at batch 2, 4 and 16
+    #: matched the profile plus 2.5-4.4 ms per batch).
+    serving_overhead_ms: float = 3.0
 
     def __post_init__(self) -> None:
         if not (self.qps >= 0 and math.isfinite(self.qps)):
@@ -65,8 +66,8 @@ class PlanRequest:
             raise ValueError(
                 f"data-parallel efficiency must be in (0, 1], got {self.dp_efficiency}"
             )
-        if not 0 < self.serving_efficiency <= 1:
-            raise ValueError(f"serving efficiency must be in (0, 1], got {self.serving_efficiency}")
+        if not (self.serving_overhead_ms >= 0 and math.isfinite(self.serving_overhead_ms)):
+            raise ValueError(f"serving overhead must be >= 0 ms, got {self.serving_overhead_ms}")
         if self.min_replicas < 0:
             raise ValueError(f"min replicas must be >= 0, got {self.min_replicas}")
         if self.replicas is not None and self.replicas < 1:
@@ -126,17 +127,18 @@ def _row(label: str, req: PlanRequest, op: Operating, meets: bool) -> PlanRow:
     )
 
 
-def served(points: Sequence[ProfilePoint], serving_efficiency: float) -> list[ProfilePoint]:
-    """The profile as a serving replica sees it: each batch takes ``1 / serving_efficiency``
-    times longer (latencies up, throughput down by the same share)."""
-    if serving_efficiency == 1.0:
+def served(points: Sequence[ProfilePoint], overhead_ms: float) -> list[ProfilePoint]:
+    """The profile as a serving replica sees it: every batch takes ``overhead_ms`` longer
+    (latencies up by it; throughput ``b / (b / items_per_s + overhead)``), which costs
+    small batches the most."""
+    if overhead_ms == 0:
         return list(points)
     return [
         replace(
             p,
-            latency_p50_ms=p.latency_p50_ms / serving_efficiency,
-            latency_p99_ms=p.latency_p99_ms / serving_efficiency,
-            items_per_s=p.items_per_s * serving_efficiency,
+            latency_p50_ms=p.latency_p50_ms + overhead_ms,
+            latency_p99_ms=p.latency_p99_ms + overhead_ms,
+            items_per_s=p.batch_size / (p.batch_size / p.items_per_s + overhead_ms / 1000.0),
         )
         for p in points
     ]
@@ -145,10 +147,10 @@ def served(points: Sequence[ProfilePoint], serving_efficiency: float) -> list[Pr
 def plan(points: Sequence[ProfilePoint], req: PlanRequest, label: str = "plan") -> PlanRow:
     """The cheapest configuration meeting the budget; raises when there is none.
 
-    ``points`` is the profile as measured; ``req.serving_efficiency`` is applied here.
+    ``points`` is the profile as measured; ``req.serving_overhead_ms`` is added here.
     """
     op = choose_operating(
-        served(points, req.serving_efficiency),
+        served(points, req.serving_overhead_ms),
         req.effective_qps,
         req.p99_budget_ms,
         target_utilization=req.target_utilization,
@@ -171,7 +173,7 @@ def best_effort(points: Sequence[ProfilePoint], req: PlanRequest, label: str) ->
         point = next(p for p in points if p.batch_size == exc.batch_size)
     except PlanInfeasible:
         point = max(points, key=lambda p: p.items_per_s)
-    point = served([point], req.serving_efficiency)[0]
+    point = served([point], req.serving_overhead_ms)[0]
     fleet = req.replicas or replicas_needed(
         req.effective_qps,
         point.items_per_s,
