@@ -107,6 +107,21 @@ def embedding_cache_effect(
     return {"no_cache_s": no_cache, "cached_s": cached, "computed_items": float(sum(calls))}
 
 
+def clear_redis(url: str) -> int:
+    """Delete the tenfold keys in ``url``'s database: a shared Redis keeps an earlier run's
+    entries (TTL 1 h), which would turn this run's first sights into hits."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match="tenfold:*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i : i + 1000])
+        return len(keys)
+    finally:
+        client.close()
+
+
 def run_http(args: argparse.Namespace) -> None:
     ensure("aiohttp", "psutil", "httpx")
     load = ("--repeat", str(args.repeat), "--hot", "200")
@@ -125,6 +140,9 @@ def run_http(args: argparse.Namespace) -> None:
         *([("redis", ["--cache", args.redis])] if args.redis else []),
     ):
         print(f"  cache {name} ...", flush=True)
+        if name == "redis":
+            cleared = clear_redis(args.redis)
+            print(f"    (cleared {cleared} tenfold keys left by earlier runs)", flush=True)
         runs[name] = measure_server(
             f"cache-{name}", TENFOLD + extra, "/readyz", "/v1/models/embed/predict", ns, load
         )
@@ -141,11 +159,15 @@ def run_http(args: argparse.Namespace) -> None:
             f"{r['hit_p50_ms']:8.1f} {r['hit_p99_ms']:8.1f} {r['miss_p50_ms']:8.1f} "
             f"{r['miss_p99_ms']:9.1f}"
         )
-    best = max(runs["memory"]["items_per_s"], runs.get("redis", runs["memory"])["items_per_s"])
+    verdicts = ", ".join(
+        f"{name} {'PASS' if runs[name]['items_per_s'] / off >= 1.8 else 'FAIL'}"
+        for name in ("memory", "redis")
+        if name in runs
+    )
     print(
         f"  throughput with the cache / without: memory {runs['memory']['items_per_s'] / off:.2f}x"
         + (f", redis {runs['redis']['items_per_s'] / off:.2f}x" if "redis" in runs else "")
-        + f"   target >= 1.8x: {'PASS' if best / off >= 1.8 else 'FAIL'}"
+        + f"   target >= 1.8x: {verdicts}"
     )
     if args.redis:
         m_floor, m_hit, _ = floor_vs_hit_ms("memory://")

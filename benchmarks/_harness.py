@@ -145,6 +145,13 @@ def measure_server(
         result = json.loads(out.stdout.strip().splitlines()[-1])
         result["server_cpu_cores"] = (cpu1 - cpu0) / (t1 - t0)
         result["client_cpu_cores"] = result["client_cpu_s"] / result["wall_s"]
+        if result.get("wrapped"):
+            print(
+                f"WARNING {name}: the load generator ran out of distinct sentences; repeats "
+                "may have been cache hits (raise --sentences)",
+                file=sys.stderr,
+                flush=True,
+            )
         return result
     finally:
         stop_tree(proc)

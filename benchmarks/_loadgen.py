@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import resource
@@ -26,7 +27,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     texts = sentences(args.sentences, seed=args.seed)
     random.Random(args.seed).shuffle(texts)
     hot = texts[: args.hot]
-    fresh = iter(texts[args.hot :] * 1000)
+    fresh = itertools.cycle(texts[args.hot :])
+    fresh_used = 0
     # Zipf-like popularity over the hot set: weight 1/rank.
     hot_weights = [1.0 / (rank + 1) for rank in range(len(hot))]
     rng = random.Random(args.seed + 1)
@@ -36,10 +38,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     next_index = 0
 
     def next_text() -> str:
-        nonlocal next_index
+        nonlocal next_index, fresh_used
         if args.repeat > 0:
             if rng.random() < args.repeat:
                 return rng.choices(hot, hot_weights)[0]
+            fresh_used += 1
             return next(fresh)
         text = texts[next_index % len(texts)]
         next_index += 1
@@ -122,6 +125,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "miss_p99_ms": pct(0.99, latency_by_cache["miss"]),
         "client_cpu_s": usage.ru_utime + usage.ru_stime,
         "wall_s": time.perf_counter() - t_start,
+        # True if "fresh" sentences came round again (they would then be cache hits).
+        "wrapped": next_index > len(texts) or fresh_used > len(texts) - len(hot),
     }
 
 
@@ -131,7 +136,8 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--warmup", type=float, default=3)
-    p.add_argument("--sentences", type=int, default=5000)
+    # Enough that no run wraps around: a repeat would be a cache hit, not a fresh request.
+    p.add_argument("--sentences", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
         "--repeat",
