@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 from queue_helpers import free_port
 from queue_models import POISON, Echo
 from tenfold import errors
-from tenfold.queue import JobStatus, QueueBackend, from_url
-from tenfold.queue.api import queue_router
+from tenfold.queue import Claim, JobStatus, QueueBackend, from_url
+from tenfold.queue.api import preferred_wait_s, queue_router
 from tenfold.queue.client import Client
 from tenfold.queue.rpc import call
 from tenfold.queue.worker import run_worker_async
@@ -129,6 +129,51 @@ async def test_long_poll_is_woken_by_the_result(
     body = (await poll).json()
     assert body["status"] == "succeeded" and body["result"] == [4, 8]
     assert time.monotonic() - t0 < 0.5
+
+
+async def test_prefer_wait_answers_200_with_the_finished_job(
+    http: httpx.AsyncClient, queue: QueueBackend
+) -> None:
+    submit = asyncio.create_task(
+        http.post("/v1/models/echo/jobs", json={"input": 4}, headers={"Prefer": "wait=10"})
+    )
+    claims: list[Claim] = []
+    while not claims:  # the job is queued once the POST has enqueued it
+        claims = await queue.claim("echo", 1, wait_ms=100, lease_ms=5000, worker_id="w")
+    await queue.complete(claims[0].job.id, claims[0].token, [4, 8])
+    r = await submit
+    assert r.status_code == 200, r.text
+    assert r.headers["preference-applied"] == "wait=10"
+    body = r.json()
+    assert body["id"] == claims[0].job.id and r.headers["location"] == f"/v1/jobs/{body['id']}"
+    assert body["status"] == "succeeded" and body["result"] == [4, 8]
+    assert "idempotency_key" not in body
+
+
+async def test_prefer_wait_still_202_when_the_job_is_not_done(http: httpx.AsyncClient) -> None:
+    t0 = time.monotonic()
+    r = await http.post("/v1/models/echo/jobs", json={"input": 4}, headers={"Prefer": "wait=0.3"})
+    assert time.monotonic() - t0 >= 0.3
+    assert r.status_code == 202 and r.json()["status"] == "queued"
+    assert r.headers["preference-applied"] == "wait=0.3"
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (None, 0.0),
+        ("wait=5", 5.0),
+        ("respond-async, wait=2.5", 2.5),
+        ('WAIT="3"', 3.0),
+        ("wait=600", 30.0),  # capped like the GET long-poll
+        ("wait=soon", 0.0),  # a malformed preference is ignored, never an error
+        ("wait=-1", 0.0),
+        ("wait=nan", 0.0),
+        ("handling=strict", 0.0),
+    ],
+)
+def test_preferred_wait_s(header: str | None, seconds: float) -> None:
+    assert preferred_wait_s(header) == seconds
 
 
 async def test_sync_call_through_the_queue(queue: QueueBackend, tmp_path: Path) -> None:

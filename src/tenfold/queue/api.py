@@ -4,6 +4,9 @@
 
     POST   /v1/models/{model}/jobs   body {"input": ...}, header Idempotency-Key
            -> 202 {"id": ..., "status": "queued"}, Location: /v1/jobs/{id}
+           with header "Prefer: wait=5" (RFC 7240, as Replicate's API does): waits up to
+           5 s (at most 30) for the job to finish and then answers 200 with the whole job,
+           as GET /v1/jobs/{id} would, saving the client its first poll; still 202 if not
     GET    /v1/jobs/{id}[?wait_s=10] -> the job (status, result or error, attempts, times);
            wait_s long-polls until it finishes (woken by a notification, at most 30 s)
     DELETE /v1/jobs/{id}             -> cancels a queued job
@@ -34,6 +37,7 @@ from tenfold.errors import (
 )
 from tenfold.model import Model
 from tenfold.queue.backend import QueueBackend
+from tenfold.queue.job import Job
 
 MAX_WAIT_S = 30.0
 
@@ -51,6 +55,33 @@ async def read_json_body(request: Request, max_body_bytes: int) -> Any:
         return json.loads(b"".join(chunks))
     except ValueError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+
+
+def preferred_wait_s(prefer: str | None) -> float:
+    """Seconds from a ``Prefer`` header's ``wait`` preference (RFC 7240), capped at
+    :data:`MAX_WAIT_S`; 0 without one. Other preferences are ignored, as the RFC allows,
+    and so is a malformed value (a preference is never an error)."""
+    if not prefer:
+        return 0.0
+    for part in prefer.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        try:
+            seconds = float(value.strip().strip('"'))
+        except ValueError:
+            return 0.0
+        if not seconds > 0:  # also NaN
+            return 0.0
+        return min(seconds, MAX_WAIT_S)
+    return 0.0
+
+
+def job_body(job: Job) -> dict[str, Any]:
+    """A job as the API shows it (the idempotency key stays private)."""
+    body = job.to_dict()
+    del body["idempotency_key"]
+    return body
 
 
 def queue_router(
@@ -92,10 +123,17 @@ def queue_router(
             )
         key = request.headers.get("idempotency-key")
         job = await queue.enqueue(model, value, idempotency_key=key)
+        headers = {"Location": f"/v1/jobs/{job.id}"}
+        wait_s = preferred_wait_s(request.headers.get("prefer"))
+        if wait_s > 0:
+            headers["Preference-Applied"] = f"wait={wait_s:g}"
+            done = await queue.wait(job.id, wait_s)
+            if done is not None and done.status.terminal:
+                return JSONResponse(job_body(done), status_code=200, headers=headers)
+            if done is not None:
+                job = done
         return JSONResponse(
-            {"id": job.id, "status": job.status.value},
-            status_code=202,
-            headers={"Location": f"/v1/jobs/{job.id}"},
+            {"id": job.id, "status": job.status.value}, status_code=202, headers=headers
         )
 
     @router.get("/v1/jobs/{job_id}")
@@ -104,9 +142,7 @@ def queue_router(
         job = await queue.wait(job_id, wait_s) if wait_s > 0 else await queue.get(job_id)
         if job is None:
             raise JobNotFound(f"job {job_id} not found (unknown or expired)")
-        body = job.to_dict()
-        del body["idempotency_key"]
-        return body
+        return job_body(job)
 
     @router.delete("/v1/jobs/{job_id}")
     async def cancel_job(job_id: str) -> dict[str, str]:

@@ -129,5 +129,18 @@ class Client:
                 )
 
     def predict(self, model: str, input: Any, *, timeout_s: float = 60.0) -> Any:
-        """Submit and wait for the result."""
-        return self.result(self.submit(model, input), timeout_s=timeout_s)
+        """Submit and wait for the result: one request when the job finishes within the
+        first long-poll (``Prefer: wait``), polling after that."""
+        wait_s = min(_LONG_POLL_S, timeout_s)
+        started = time.monotonic()
+        job = self._check(
+            self._http.post(
+                f"/v1/models/{model}/jobs",
+                json={"input": input},
+                headers={"Prefer": f"wait={wait_s:g}"},
+            )
+        )
+        if job["status"] == "succeeded":
+            return job["result"]
+        remaining = max(0.0, timeout_s - (time.monotonic() - started))
+        return self.result(str(job["id"]), timeout_s=remaining)
