@@ -18,7 +18,7 @@ import pytest
 
 from queue_helpers import REDIS_URL, delete_prefix, unique_prefix
 from tenfold.clock import FakeClock
-from tenfold.errors import JobNotFound
+from tenfold.errors import JobNotFound, QueueFull
 from tenfold.queue import JobError, JobStatus, QueueBackend, QueueConfig, RetryPolicy, from_url
 
 T0 = 1_700_000_000.0
@@ -95,6 +95,20 @@ async def test_idempotency_key_maps_to_one_job(q: QueueBackend) -> None:
     assert b.id == a.id and b.input == 1
     assert len({a.id, c.id, d.id}) == 3
     assert await q.depth("m") == 2
+
+
+async def test_max_depth_refuses_a_new_job_atomically(q: QueueBackend) -> None:
+    a = await q.enqueue("m", 1, idempotency_key="k", max_depth=2)
+    await q.enqueue("m", 2, max_depth=2)
+    with pytest.raises(QueueFull, match="2 or more"):
+        await q.enqueue("m", 3, max_depth=2)
+    assert await q.depth("m") == 2  # nothing was added
+    # A retry of an existing job is answered, not refused: it adds nothing.
+    assert (await q.enqueue("m", 1, idempotency_key="k", max_depth=2)).id == a.id
+    await q.enqueue("other", 1, max_depth=2)  # the limit is per model queue
+    (claimed,) = await claim(q, 1)  # leased jobs are not queued: room again
+    await q.enqueue("m", 4, max_depth=2)
+    assert await q.depth("m") == 2 and claimed.job.input == 1
 
 
 async def test_claim_takes_oldest_first_up_to_n(q: QueueBackend, clock: FakeClock) -> None:

@@ -117,12 +117,12 @@ def queue_router(
             except ValidationError as exc:
                 details = json.loads(exc.json(include_url=False, include_context=False))
                 raise InvalidInput(f"invalid input for {model!r}", details=details) from exc
-        if await queue.depth(model) >= max_queue_depth:
-            raise QueueFull(
-                f"queue {model!r} holds {max_queue_depth} or more jobs", retry_after_s=retry_after_s
-            )
         key = request.headers.get("idempotency-key")
-        job = await queue.enqueue(model, value, idempotency_key=key)
+        try:
+            # The depth check rides in the enqueue's own atomic step: one round trip.
+            job = await queue.enqueue(model, value, idempotency_key=key, max_depth=max_queue_depth)
+        except QueueFull as exc:
+            raise QueueFull(str(exc), retry_after_s=retry_after_s) from None
         headers = {"Location": f"/v1/jobs/{job.id}"}
         wait_s = preferred_wait_s(request.headers.get("prefer"))
         if wait_s > 0:

@@ -20,10 +20,18 @@ class QueueBackend(Protocol):
     config: QueueConfig
 
     async def enqueue(
-        self, model: str, input: JSONValue, idempotency_key: str | None = None
+        self,
+        model: str,
+        input: JSONValue,
+        idempotency_key: str | None = None,
+        *,
+        max_depth: int | None = None,
     ) -> Job:
         """Add a job (status ``queued``). The same ``(model, idempotency_key)`` returns the
-        existing job instead of adding another, for as long as that job is kept."""
+        existing job instead of adding another, for as long as that job is kept. With
+        ``max_depth``, raises :class:`~tenfold.errors.QueueFull` instead of adding a job
+        when :meth:`depth` is already at least that, checked in the same atomic step
+        (one round trip for the API's backpressure check and the enqueue)."""
         ...
 
     async def enqueue_many(self, model: str, inputs: Sequence[JSONValue]) -> list[Job]:

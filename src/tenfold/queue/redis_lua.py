@@ -64,6 +64,11 @@ if key ~= '' then
     end
   end
 end
+if ARGV[7] and ARGV[7] ~= '' then
+  if redis.call('ZCARD', mkey('queued', model)) >= tonumber(ARGV[7]) then
+    return '!full'
+  end
+end
 local jk = jkey(id)
 redis.call('HSET', jk, 'id', id, 'model', model, 'input', ARGV[4], 'status', 'queued',
   'attempts', 0, 'created_at', now, 'updated_at', now, 'queued_at', now)

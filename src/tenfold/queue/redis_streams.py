@@ -31,7 +31,7 @@ import random
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
-from tenfold.errors import JobNotFound, QueueUnavailable
+from tenfold.errors import JobNotFound, QueueFull, QueueUnavailable
 from tenfold.queue import codec, redis_lua
 from tenfold.queue.backend import check_claim_args
 from tenfold.queue.ids import new_job_id, new_token
@@ -168,12 +168,22 @@ class RedisQueue:
     # -- operations -----------------------------------------------------------------------
 
     async def enqueue(
-        self, model: str, input: JSONValue, idempotency_key: str | None = None
+        self,
+        model: str,
+        input: JSONValue,
+        idempotency_key: str | None = None,
+        *,
+        max_depth: int | None = None,
     ) -> Job:
         payload = codec.dumps(input)
         now = self._now()
         job_id = new_job_id(now)
-        got = await self._script("ENQUEUE", job_id, model, payload, _f(now), idempotency_key or "")
+        limit = "" if max_depth is None else str(int(max_depth))
+        got = await self._script(
+            "ENQUEUE", job_id, model, payload, _f(now), idempotency_key or "", limit
+        )
+        if got == "!full":
+            raise QueueFull(f"queue {model!r} holds {max_depth} or more jobs")
         if got != job_id:
             existing = await self.get(str(got))
             if existing is not None:

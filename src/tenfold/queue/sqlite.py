@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenfold.errors import JobNotFound, QueueUnavailable
+from tenfold.errors import JobNotFound, QueueFull, QueueUnavailable
 from tenfold.queue import codec
 from tenfold.queue.backend import check_claim_args
 from tenfold.queue.ids import new_job_id, new_token
@@ -187,10 +187,15 @@ class SqliteQueue:
     # -- operations -----------------------------------------------------------------------
 
     async def enqueue(
-        self, model: str, input: JSONValue, idempotency_key: str | None = None
+        self,
+        model: str,
+        input: JSONValue,
+        idempotency_key: str | None = None,
+        *,
+        max_depth: int | None = None,
     ) -> Job:
         payload = codec.dumps(input)
-        jobs = await self._call(self._enqueue_sync, model, [(payload, idempotency_key)])
+        jobs = await self._call(self._enqueue_sync, model, [(payload, idempotency_key)], max_depth)
         self._changed.notify()
         return jobs[0]
 
@@ -200,7 +205,10 @@ class SqliteQueue:
         self._changed.notify()
         return jobs
 
-    def _enqueue_sync(self, model: str, items: list[tuple[str, str | None]]) -> list[Job]:
+    def _enqueue_sync(
+        self, model: str, items: list[tuple[str, str | None]], max_depth: int | None = None
+    ) -> list[Job]:
+        """The jobs; :class:`QueueFull` (everything rolled back) past ``max_depth``."""
         conn = self._db()
         now = self._now()
         out: list[Job] = []
@@ -218,6 +226,8 @@ class SqliteQueue:
                             continue
                         # The earlier job expired: the key is free again.
                         conn.execute("DELETE FROM jobs WHERE id = ?", (row[0],))
+                if max_depth is not None and self._depth_in(conn, model) >= max_depth:
+                    raise QueueFull(f"queue {model!r} holds {max_depth} or more jobs")
                 job_id = new_job_id(now)
                 conn.execute(
                     "INSERT INTO jobs (id, model, input, status, attempts, created_at, "
@@ -466,15 +476,15 @@ class SqliteQueue:
         return await self._call(self._depth_sync, model)
 
     def _depth_sync(self, model: str) -> int:
-        row = (
-            self._db()
-            .execute(
-                "SELECT count(*) FROM jobs WHERE model = ? AND status IN ('queued', 'running') "
-                "AND status = 'queued'",
-                (model,),
-            )
-            .fetchone()
-        )
+        return self._depth_in(self._db(), model)
+
+    @staticmethod
+    def _depth_in(conn: sqlite3.Connection, model: str) -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM jobs WHERE model = ? AND status IN ('queued', 'running') "
+            "AND status = 'queued'",
+            (model,),
+        ).fetchone()
         return int(row[0])
 
     async def stats(self, model: str) -> QueueStats:
