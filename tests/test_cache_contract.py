@@ -11,6 +11,7 @@ import pytest
 from cache_support import MAIN_REDIS_URL, unique_prefix
 from tenfold.cache import CacheBackend, InvalidCacheURL, MemoryBackend, MemoryConfig, from_url
 from tenfold.cache.memory import entry_size
+from tenfold.cache.near import NearCacheBackend
 from tenfold.clock import FakeClock
 
 
@@ -27,7 +28,13 @@ class Harness:
         return self.prefix + name
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-near", marks=pytest.mark.redis),
+    ]
+)
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     prefix = unique_prefix()
     if request.param == "memory":
@@ -40,7 +47,8 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         yield Harness(backend, prefix, advance, short_ttl_s=5.0)
         await backend.close()
     else:
-        backend = from_url(MAIN_REDIS_URL + "?timeout_ms=1000")
+        near = "&near_cache_s=30" if request.param == "redis-near" else ""
+        backend = from_url(MAIN_REDIS_URL + "?timeout_ms=1000" + near)
         try:
             yield Harness(backend, prefix, asyncio.sleep, short_ttl_s=0.1)
         finally:
@@ -185,3 +193,39 @@ async def test_from_url_redis_has_bounded_timeouts() -> None:
     assert backend.config.timeout_ms == 250
     assert backend.config.url == "redis://127.0.0.1:6379/0"
     await backend.close()
+
+
+@pytest.mark.redis
+async def test_near_cache_serves_hot_keys_locally_and_bounds_staleness() -> None:
+    """Two processes' near caches over one Redis: reads are local after the first, and a
+    purge by one is seen by the other within near_cache_s (its local copy expires)."""
+    prefix = unique_prefix()
+    clock = FakeClock()
+    url = MAIN_REDIS_URL + "?timeout_ms=1000&near_cache_s=5&near_max_entries=100"
+    a, b = from_url(url, clock=clock), from_url(url, clock=clock)
+    assert isinstance(a, NearCacheBackend) and isinstance(b, NearCacheBackend)
+    key = prefix + "k"
+    try:
+        await a.set_many({key: b"v"}, ttl_s=60)
+        assert await b.get_many([key, prefix + "none"]) == [b"v", None]
+        assert await b.local.get_many([key]) == [b"v"]  # kept near
+        assert await a.delete_prefix(prefix) == 1
+        assert await a.get_many([key]) == [None]  # the purging process: at once
+        assert await b.get_many([key]) == [b"v"]  # the other: its copy, for now
+        clock.advance(5.01)
+        assert await b.get_many([key]) == [None]  # within near_cache_s
+        # A short TTL is not stretched by the near copy.
+        await a.set_many({key: b"w"}, ttl_s=1)
+        clock.advance(1.01)
+        assert await a.local.get_many([key]) == [None]
+    finally:
+        await a.delete_prefix(prefix)
+        await a.close()
+        await b.close()
+
+
+def test_near_cache_url_parameters() -> None:
+    with pytest.raises(InvalidCacheURL, match="near_max_entries needs near_cache_s"):
+        from_url("redis://127.0.0.1:6379/0?near_max_entries=10")
+    with pytest.raises(InvalidCacheURL, match="near_cache_s must be > 0"):
+        from_url("redis://127.0.0.1:6379/0?near_cache_s=0")

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -139,6 +140,7 @@ async def test_prefer_wait_answers_200_with_the_finished_job(
     )
     claims: list[Claim] = []
     while not claims:  # the job is queued once the POST has enqueued it
+        assert not submit.done(), (await submit).text  # a failed POST must not hang us
         claims = await queue.claim("echo", 1, wait_ms=100, lease_ms=5000, worker_id="w")
     await queue.complete(claims[0].job.id, claims[0].token, [4, 8])
     r = await submit
@@ -156,6 +158,31 @@ async def test_prefer_wait_still_202_when_the_job_is_not_done(http: httpx.AsyncC
     assert time.monotonic() - t0 >= 0.3
     assert r.status_code == 202 and r.json()["status"] == "queued"
     assert r.headers["preference-applied"] == "wait=0.3"
+
+
+class _WaitFails:
+    """The real queue, except that waiting on a job fails (Redis gone mid-request)."""
+
+    def __init__(self, inner: QueueBackend) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def wait(self, job_id: str, timeout_s: float) -> Any:
+        raise errors.QueueUnavailable("connection lost")
+
+
+async def test_prefer_wait_failure_still_answers_202_with_the_accepted_job(
+    queue: QueueBackend,
+) -> None:
+    app = make_app(_WaitFails(queue))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        r = await http.post("/v1/models/echo/jobs", json={"input": 4}, headers={"Prefer": "wait=5"})
+    assert r.status_code == 202, r.text
+    job = await queue.get(r.json()["id"])
+    assert job is not None and job.status is JobStatus.QUEUED  # accepted, not lost
 
 
 @pytest.mark.parametrize(

@@ -32,9 +32,10 @@ RETRY = "max_attempts=5&retry_base_ms=100&retry_max_ms=400"
 def _pool(url: str, log: Path, processes: int = 3) -> LocalWorkerPool:
     env = src_env()
     env["ECHO_EXEC_LOG"] = str(log)
-    # ~160 jobs/s per worker: 3000 jobs keep 3 workers busy for 6+ s, 10+ kill rounds
-    # even on a fast machine (at 0.05 s and one kill a second, a fast day gave only 3).
-    env["ECHO_SLEEP_S"] = "0.1"
+    # ~100 jobs/s per worker: 3000 jobs keep 3 workers busy for 9+ s, so 8+ kill rounds
+    # even on a fast machine (at 0.05 s a fast day gave only 3). Killing faster than once
+    # a second instead lets a job lose its lease 5 times and be dead-lettered.
+    env["ECHO_SLEEP_S"] = "0.15"
     return LocalWorkerPool(
         "queue_models:Echo",
         url,
@@ -64,6 +65,7 @@ async def _submit(q: QueueBackend, n: int, acked: dict[str, int], chunk: int = 1
 
 async def _until_drained(q: QueueBackend, acked: dict[str, int], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
+    s = None
     while time.monotonic() < deadline:
         try:
             s = await q.stats("echo")
@@ -72,7 +74,7 @@ async def _until_drained(q: QueueBackend, acked: dict[str, int], timeout_s: floa
         except QueueUnavailable:
             pass
         await asyncio.sleep(0.25)
-    raise AssertionError(f"not drained after {timeout_s} s")
+    raise AssertionError(f"not drained after {timeout_s} s: {s}, {len(acked)} acknowledged")
 
 
 async def _check(q: QueueBackend, acked: dict[str, int], log: Path) -> tuple[int, int]:
@@ -106,7 +108,7 @@ async def _kill_workers_while_running(url: str, tmp_path: Path) -> None:
         submitter = asyncio.create_task(_submit(q, N_JOBS, acked))
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)
             s = await q.stats("echo")
             if submitter.done() and s.queued == 0 and s.leased == 0:
                 break

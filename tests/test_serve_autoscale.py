@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,16 +79,24 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
         autoscale=True,
         autoscale_config=str(config),
     )
-    srv = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(settings)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    _wait_for(lambda: srv.started, 20, "the server to start")
-    yield f"http://127.0.0.1:{port}", queue_url, log
-    srv.should_exit = True
-    thread.join(30)
+    pids: list[int] = []
+    try:
+        _wait_for(lambda: srv.started, 20, "the server to start")
+        supervisor = app.state.server.scaler.supervisor
+        yield f"http://127.0.0.1:{port}", queue_url, log
+        pids = supervisor.pids()
+        assert pids, "no worker was running at the end"
+    finally:
+        srv.should_exit = True
+        thread.join(30)
     assert not thread.is_alive(), "the server did not shut down (workers not drained?)"
+    for pid in pids:  # shutdown drained every worker: none is left behind
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_burst_scales_out_drains_and_returns_to_minimum(

@@ -131,7 +131,7 @@ def serve(
                 "predict_via_queue": True if queue else None,
                 "local_workers": False if no_local_workers else None,
                 "autoscale": True if autoscale else None,
-                "autoscale_config": str(config) if autoscale and config else None,
+                "autoscale_config": str(config) if config else None,
             },
             model_flags={
                 "workers": workers,

@@ -112,7 +112,11 @@ class LocalScaler:
                     )
                     self.supervisor.reconcile(self.state.desired_workers)
                 else:
-                    self.tick(stats)
+                    try:
+                        self.tick(stats)
+                    except Exception:
+                        # e.g. a worker that cannot be started: log it, keep scaling.
+                        log.exception("autoscaler tick failed; trying again next tick")
                 delay = self.config.tick_s - (self.clock.now() - started)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(0.0, delay))

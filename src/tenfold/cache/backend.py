@@ -91,7 +91,10 @@ def from_url(url: str, *, clock: Clock | None = None) -> CacheBackend:
     * ``memory://?max_entries=N&max_bytes=N`` (defaults 100_000 entries, 256 MiB);
       ``clock`` decides TTL expiry (tests pass a ``FakeClock``).
     * ``redis://[user:pass@]host:port/db?timeout_ms=N`` (default 100 ms socket and
-      connect timeouts); Redis keeps its own TTL clock, so ``clock`` is unused.
+      connect timeouts); Redis keeps its own TTL clock. With ``near_cache_s=S``
+      (and ``near_max_entries=N``, default 10,000; 64 MiB) a
+      :class:`~tenfold.cache.near.NearCacheBackend` keeps what it reads or writes in
+      process for S seconds (``clock`` drives that copy's TTL).
 
     Anything else raises :class:`InvalidCacheURL`.
     """
@@ -111,14 +114,28 @@ def from_url(url: str, *, clock: Clock | None = None) -> CacheBackend:
     if scheme in ("redis", "rediss"):
         from tenfold.cache.redis import DEFAULT_TIMEOUT_MS, RedisBackend, RedisConfig
 
-        _check_known(query, {"timeout_ms"}, url)
+        _check_known(query, {"timeout_ms", "near_cache_s", "near_max_entries"}, url)
         timeout_ms = _positive_int(query, "timeout_ms", url) or DEFAULT_TIMEOUT_MS
         # redis-py reads host, port, db and credentials from the URL; our own
         # parameters are stripped so it never sees them.
         redis_url = parts._replace(query="").geturl()
         if not parts.hostname:
             raise InvalidCacheURL(f"cache URL {url!r}: redis URL needs a host")
-        return RedisBackend(RedisConfig(url=redis_url, timeout_ms=timeout_ms))
+        remote = RedisBackend(RedisConfig(url=redis_url, timeout_ms=timeout_ms))
+        near_s = _positive_int(query, "near_cache_s", url)
+        near_entries = _positive_int(query, "near_max_entries", url)
+        if near_s is None:
+            if near_entries is not None:
+                raise InvalidCacheURL(f"cache URL {url!r}: near_max_entries needs near_cache_s")
+            return remote
+        from tenfold.cache.memory import MemoryBackend, MemoryConfig
+        from tenfold.cache.near import NearCacheBackend
+
+        local = MemoryBackend(
+            MemoryConfig(max_entries=near_entries or 10_000, max_bytes=64 * 1024 * 1024),
+            clock=clock or SystemClock(),
+        )
+        return NearCacheBackend(local, remote, ttl_s=float(near_s))
     raise InvalidCacheURL(
         f"unknown cache URL scheme {parts.scheme!r} in {url!r}; "
         "use memory://?max_entries=N&max_bytes=N or redis://host:port/db"

@@ -171,9 +171,9 @@ def best_effort(points: Sequence[ProfilePoint], req: PlanRequest, label: str) ->
         return plan(points, req, label)
     except BudgetInfeasible as exc:
         point = next(p for p in points if p.batch_size == exc.batch_size)
+        point = served([point], req.serving_overhead_ms)[0]
     except PlanInfeasible:
-        point = max(points, key=lambda p: p.items_per_s)
-    point = served([point], req.serving_overhead_ms)[0]
+        point = max(served(points, req.serving_overhead_ms), key=lambda p: p.items_per_s)
     fleet = req.replicas or replicas_needed(
         req.effective_qps,
         point.items_per_s,

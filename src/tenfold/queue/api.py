@@ -34,6 +34,7 @@ from tenfold.errors import (
     ModelNotFound,
     PayloadTooLarge,
     QueueFull,
+    TenfoldError,
 )
 from tenfold.model import Model
 from tenfold.queue.backend import QueueBackend
@@ -127,11 +128,15 @@ def queue_router(
         wait_s = preferred_wait_s(request.headers.get("prefer"))
         if wait_s > 0:
             headers["Preference-Applied"] = f"wait={wait_s:g}"
-            done = await queue.wait(job.id, wait_s)
-            if done is not None and done.status.terminal:
+            try:
+                done = await queue.wait(job.id, wait_s)
+            except TenfoldError:
+                # The job is accepted whatever happens to the wait: answer 202 with its id
+                # (an error here would make a client resubmit it).
+                done = job
+            if done.status.terminal:
                 return JSONResponse(job_body(done), status_code=200, headers=headers)
-            if done is not None:
-                job = done
+            job = done
         return JSONResponse(
             {"id": job.id, "status": job.status.value}, status_code=202, headers=headers
         )

@@ -589,8 +589,13 @@ def _init_schema(conn: sqlite3.Connection, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0].lower()
+            if mode not in ("wal", "memory"):
+                # The pragma answers the mode it ended in: not "wal" means another
+                # connection held the lock the switch needs. Try again.
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower()
+                if mode != "wal":
+                    raise sqlite3.OperationalError("database is locked (switching to WAL)")
             with _immediate(conn):
                 for statement in _SCHEMA_STATEMENTS:
                     conn.execute(statement)

@@ -93,12 +93,17 @@ class Server:
         self.registry = CollectorRegistry()
         self.metrics = ServingMetrics(self.registry)
         self.services: dict[str, ModelService] = {}
+        # Model processes in this server only where something here runs the model:
+        # with --no-local-workers, or --autoscale and --queue, every predict and job goes
+        # through the queue to `tenfold worker` processes (the API stays light).
+        local = settings.local_workers and not (settings.autoscale and settings.predict_via_queue)
         for spec in settings.models:
             service = ModelService(
                 spec,
                 metrics=self.metrics,
                 clock=clock,
                 price_per_hour_usd=settings.price_per_hour_usd,
+                local=local,
             )
             if service.name in self.services:
                 raise ValueError(f"two models are named {service.name!r}")
@@ -358,7 +363,10 @@ def create_app(
             for pump in pumps:
                 await pump.drain()
             if scaler_task is not None:
-                await scaler_task  # drains every worker (SIGTERM, then its grace period)
+                try:
+                    await scaler_task  # drains every worker (SIGTERM, then its grace period)
+                except Exception:
+                    log.exception("the autoscaler failed; its workers were shut down")
             loader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader

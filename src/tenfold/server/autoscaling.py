@@ -72,8 +72,9 @@ def build_scaler(
     config: AutoscaleConfig = load_config(settings.autoscale_config)
     argv = list(config.local.worker_argv) or worker_argv(model, settings.queue_url, queue_name)
     sinks: list[AlertSink] = [LogSink(logging.getLogger("tenfold.alerts")), store]
-    if settings.alert_webhook_url:
-        sinks.append(WebhookSink(settings.alert_webhook_url))
+    webhook = settings.alert_webhook_url or config.alert_webhook_url
+    if webhook:
+        sinks.append(WebhookSink(webhook))
     supervisor = WorkerSupervisor(argv, grace_s=config.local.grace_s, env=worker_env())
     log.info(
         "autoscaling %s workers on the queue %r: min %d, max %d",
