@@ -241,6 +241,18 @@ def server(tmp_path: Path) -> Iterator[str]:
     thread.join(10)
 
 
+class _Counting(httpx.HTTPTransport):
+    """A real HTTP transport that records each request's method and path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append((request.method, request.url.path))
+        return super().handle_request(request)
+
+
 async def test_client_submit_result_predict(server: str) -> None:
     base, queue_url = server.split("|")
     stop = asyncio.Event()
@@ -248,10 +260,14 @@ async def test_client_submit_result_predict(server: str) -> None:
         run_worker_async("queue_models:Echo", queue_url, idle_wait_ms=100, stop=stop)
     )
     try:
-        with Client(base) as client:
+        transport = _Counting()
+        with Client(base, transport=transport) as client:
             job_id = await asyncio.to_thread(client.submit, "echo", 5)
             assert await asyncio.to_thread(client.result, job_id, 10) == [5, 10]
+            transport.seen.clear()
             assert await asyncio.to_thread(client.predict, "echo", 6) == [6, 12]
+            # Prefer: wait makes it one request: the POST answers with the finished job.
+            assert transport.seen == [("POST", "/v1/models/echo/jobs")]
             with pytest.raises(errors.InvalidInput):
                 await asyncio.to_thread(client.submit, "echo", "six")
             with pytest.raises(errors.JobNotFound):
