@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from serve_support import served
 from tenfold.examples.embed import Embed
 from tenfold.examples.sentences import sentences
 from tenfold.optimize.calibration import Calibration
@@ -163,37 +164,12 @@ def test_tenfold_serve_variant_returns_outputs_within_gate(
     run: tuple[Path, Report], original: Embed, tmp_path: Path
 ) -> None:
     """The real server (``tenfold serve --variant``) in its own process serves onnx-int8."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-
     import httpx
 
     out, _ = run
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    argv = [sys.executable, "-m", "tenfold", "serve", "--example", "embed", "--port", str(port)]
-    argv += ["--variant", str(out / "onnx-int8"), "--no-cache", "--log-level", "warning"]
     log = tmp_path / "serve.log"
-    with log.open("w") as fh:
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "server not ready:\n" + log.read_text()
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    args = ["--example", "embed", "--variant", str(out / "onnx-int8"), "--no-cache"]
+    with served([*args, "--log-level", "warning"], log) as url:
         got = []
         for text in PROBE:
             r = httpx.post(
@@ -203,12 +179,6 @@ def test_tenfold_serve_variant_returns_outputs_within_gate(
             )
             assert r.status_code == 200, r.text
             got.append(r.json()["output"])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     assert "all-MiniLM-L6-v2+onnx-int8" in log.read_text()  # the variant's version was served
     q = embedding_quality(original.predict(PROBE), got)
     assert q.passes(Gate(min_cosine=0.98)), q

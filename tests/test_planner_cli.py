@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tenfold.planner.cli import app
 from tenfold.planner.profile import Profile, ProfilePoint, save_profile
@@ -32,30 +32,20 @@ def seed_profile(tmp_path: Path) -> Path:
     return path
 
 
-def _json(args: list[str]) -> dict[str, Any]:
-    result = runner.invoke(app, args)
+def _plan(profile: Path, args: str, **kwargs: Any) -> Result:
+    """``tenfold plan --profile PROFILE ARGS`` (ARGS split on spaces)."""
+    return runner.invoke(app, ["plan", "--profile", str(profile), *args.split()], **kwargs)
+
+
+def _json(profile: Path, args: str) -> dict[str, Any]:
+    result = _plan(profile, args)
     assert result.exit_code == 0, result.output
     doc: dict[str, Any] = json.loads(result.stdout)
     return doc
 
 
 def test_plan_json(seed_profile: Path) -> None:
-    doc = _json(
-        [
-            "plan",
-            "--profile",
-            str(seed_profile),
-            "--qps",
-            "1000",
-            "--p99-ms",
-            "100",
-            "--cache-hit-rate",
-            "0.4",
-            "--gpu",
-            "a10g",
-            "--json",
-        ]
-    )
+    doc = _json(seed_profile, "--qps 1000 --p99-ms 100 --cache-hit-rate 0.4 --gpu a10g --json")
     assert doc["replicas"] == 3 and doc["batch_size"] == 8
     assert doc["monthly_cost_usd"] == pytest.approx(3 * 1.006 * 720)
     assert doc["cost_per_1k_requests_usd"] == pytest.approx(3 * 1.006 / 3600)
@@ -68,42 +58,14 @@ def test_plan_json(seed_profile: Path) -> None:
 
 
 def test_plan_spot_and_scales(seed_profile: Path) -> None:
-    doc = _json(
-        [
-            "plan",
-            "--profile",
-            str(seed_profile),
-            "--qps",
-            "1000",
-            "--p99-ms",
-            "150",
-            "--gpu",
-            "a10g",
-            "--spot",
-            "--scales",
-            "--json",
-        ]
-    )
+    doc = _json(seed_profile, "--qps 1000 --p99-ms 150 --gpu a10g --spot --scales --json")
     assert doc["price_per_hour_usd"] == 0.45
     assert [r["qps"] for r in doc["scales"]] == [10, 100, 1000, 10000, 100000]
 
 
 def test_plan_prices_a_fixed_fleet(seed_profile: Path) -> None:
     doc = _json(
-        [
-            "plan",
-            "--profile",
-            str(seed_profile),
-            "--qps",
-            "100000",
-            "--p99-ms",
-            "1000",
-            "--replicas",
-            "200",
-            "--price-per-hour",
-            "0.5",
-            "--json",
-        ]
+        seed_profile, "--qps 100000 --p99-ms 1000 --replicas 200 --price-per-hour 0.5 --json"
     )
     assert doc["replicas"] == 200
     assert doc["monthly_cost_usd"] == pytest.approx(72_000)
@@ -111,31 +73,14 @@ def test_plan_prices_a_fixed_fleet(seed_profile: Path) -> None:
 
 
 def test_plan_on_another_gpu_scales_the_profile(seed_profile: Path) -> None:
-    a10g = _json(
-        ["plan", "--profile", str(seed_profile), "--qps", "10000", "--p99-ms", "150", "--json"]
-    )
-    h100 = _json(
-        [
-            "plan",
-            "--profile",
-            str(seed_profile),
-            "--qps",
-            "10000",
-            "--p99-ms",
-            "150",
-            "--gpu",
-            "h100",
-            "--json",
-        ]
-    )
+    a10g = _json(seed_profile, "--qps 10000 --p99-ms 150 --json")
+    h100 = _json(seed_profile, "--qps 10000 --p99-ms 150 --gpu h100 --json")
     assert h100["speed_factor"] == pytest.approx(4.0)
     assert h100["replicas"] < a10g["replicas"]
 
 
 def test_plan_infeasible_budget_json(seed_profile: Path) -> None:
-    result = runner.invoke(
-        app, ["plan", "--profile", str(seed_profile), "--qps", "1000", "--p99-ms", "5", "--json"]
-    )
+    result = _plan(seed_profile, "--qps 1000 --p99-ms 5 --json")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     assert doc["min_p99_ms"] == pytest.approx(15.0)  # 12 ms + 3 ms serving overhead
@@ -143,28 +88,15 @@ def test_plan_infeasible_budget_json(seed_profile: Path) -> None:
 
 
 def test_plan_infeasible_budget_human(seed_profile: Path) -> None:
-    result = runner.invoke(
-        app, ["plan", "--profile", str(seed_profile), "--qps", "1000", "--p99-ms", "5"]
-    )
+    result = _plan(seed_profile, "--qps 1000 --p99-ms 5")
     assert result.exit_code == 1
     assert "minimum achievable p99 is 15.0 ms" in " ".join(result.output.split())
 
 
 def test_plan_human_output(seed_profile: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "plan",
-            "--profile",
-            str(seed_profile),
-            "--qps",
-            "1000",
-            "--p99-ms",
-            "100",
-            "--cache-hit-rate",
-            "0.4",
-            "--scales",
-        ],
+    result = _plan(
+        seed_profile,
+        "--qps 1000 --p99-ms 100 --cache-hit-rate 0.4 --scales",
         env={"COLUMNS": "200"},  # wide enough that rich does not abbreviate table cells
     )
     assert result.exit_code == 0, result.output
@@ -175,20 +107,7 @@ def test_plan_human_output(seed_profile: Path) -> None:
 
 
 def test_plan_memory_advice_from_the_command_line(seed_profile: Path) -> None:
-    doc = _json(
-        [
-            "plan",
-            "--profile",
-            str(seed_profile),
-            "--qps",
-            "100",
-            "--p99-ms",
-            "100",
-            "--weights-gib",
-            "30",
-            "--json",
-        ]
-    )
+    doc = _json(seed_profile, "--qps 100 --p99-ms 100 --weights-gib 30 --json")
     assert doc["memory"]["fits"] is False
     assert doc["memory"]["tensor_parallel_degree"] == 2
     assert "a100-40gb" in doc["memory"]["bigger_gpus"]
@@ -197,14 +116,14 @@ def test_plan_memory_advice_from_the_command_line(seed_profile: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--qps", "10", "--p99-ms", "100", "--gpu", "tpu"], "unknown GPU 'tpu'"),
-        (["--p99-ms", "100"], "give --qps, or --scales"),
-        (["--qps", "10", "--p99-ms", "100", "--cache-hit-rate", "2"], "cache hit rate"),
-        (["--qps", "1000", "--p99-ms", "100", "--replicas", "1"], "1 replicas cannot carry"),
+        ("--qps 10 --p99-ms 100 --gpu tpu", "unknown GPU 'tpu'"),
+        ("--p99-ms 100", "give --qps, or --scales"),
+        ("--qps 10 --p99-ms 100 --cache-hit-rate 2", "cache hit rate"),
+        ("--qps 1000 --p99-ms 100 --replicas 1", "1 replicas cannot carry"),
     ],
 )
-def test_plan_errors(seed_profile: Path, args: list[str], message: str) -> None:
-    result = runner.invoke(app, ["plan", "--profile", str(seed_profile), *args])
+def test_plan_errors(seed_profile: Path, args: str, message: str) -> None:
+    result = _plan(seed_profile, args)
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
 
@@ -212,7 +131,7 @@ def test_plan_errors(seed_profile: Path, args: list[str], message: str) -> None:
 def test_plan_with_a_bad_profile(tmp_path: Path) -> None:
     bad = tmp_path / "p.json"
     bad.write_text('{"model": "m"}')
-    result = runner.invoke(app, ["plan", "--profile", str(bad), "--qps", "1", "--p99-ms", "9"])
+    result = _plan(bad, "--qps 1 --p99-ms 9")
     assert result.exit_code == 1
     assert "invalid profile" in result.output and "points" in result.output
 

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -143,7 +142,7 @@ def autoscale(
     ] = None,
 ) -> None:
     """Run local worker processes, scaled on the queue's depth by the configured rules."""
-    from tenfold.autoscale.scaler import LocalScaler
+    from tenfold.autoscale.scaler import LocalScaler, worker_command
     from tenfold.autoscale.sinks import AlertSink, LogSink, WebhookSink
     from tenfold.autoscale.supervisor import WorkerSupervisor
 
@@ -155,15 +154,7 @@ def autoscale(
 
     cfg = _config(config)
     name = model or cfg.queue.model
-    argv = list(cfg.local.worker_argv) or [
-        sys.executable,
-        "-m",
-        "tenfold.queue.cli",
-        "worker",
-        target,
-        "--queue",
-        queue,
-    ]
+    argv = list(cfg.local.worker_argv) or worker_command(target, queue)
     sinks: list[AlertSink] = [LogSink()]
     hook = webhook or cfg.alert_webhook_url
     if hook:

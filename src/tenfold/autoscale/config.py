@@ -48,7 +48,9 @@ seed rules. Unknown keys are errors, so a typo cannot silently fall back to a de
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -169,33 +171,24 @@ def _build(cls: type[T], data: Any, where: str) -> T:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-def _rule(data: Any, where: str) -> ScaleRule:
+def _with_enums(data: Any, where: str, enums: Mapping[str, type[Enum]]) -> dict[str, Any]:
+    """``data`` (a TOML table) with the named fields turned into their enums."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a table")
     try:
-        data = {
-            **data,
-            "metric": Metric(data["metric"]),
-            "comparison": Comparison(data["comparison"]),
-        }
+        return {**data, **{key: enum(data[key]) for key, enum in enums.items()}}
     except (KeyError, ValueError) as exc:
-        raise ConfigError(f"{where}: bad or missing metric/comparison ({exc})") from exc
-    return _build(ScaleRule, data, where)
+        raise ConfigError(f"{where}: bad or missing {'/'.join(enums)} ({exc})") from exc
+
+
+def _rule(data: Any, where: str) -> ScaleRule:
+    enums = {"metric": Metric, "comparison": Comparison}
+    return _build(ScaleRule, _with_enums(data, where, enums), where)
 
 
 def _alert(data: Any, where: str) -> AlertRule:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a table")
-    try:
-        data = {
-            **data,
-            "metric": Metric(data["metric"]),
-            "comparison": Comparison(data["comparison"]),
-            "severity": Severity(data["severity"]),
-        }
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"{where}: bad or missing metric/comparison/severity ({exc})") from exc
-    return _build(AlertRule, data, where)
+    enums = {"metric": Metric, "comparison": Comparison, "severity": Severity}
+    return _build(AlertRule, _with_enums(data, where, enums), where)
 
 
 def config_from_dict(table: dict[str, Any]) -> AutoscaleConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -25,6 +26,21 @@ from tenfold.autoscale.supervisor import WorkerSupervisor
 from tenfold.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
+
+
+def worker_command(target: str, queue_url: str, *options: str) -> list[str]:
+    """The default worker process: ``python -m tenfold.queue.cli worker TARGET --queue URL``
+    followed by ``options`` (``[autoscale.local] worker_argv`` replaces it)."""
+    return [
+        sys.executable,
+        "-m",
+        "tenfold.queue.cli",
+        "worker",
+        target,
+        "--queue",
+        queue_url,
+        *options,
+    ]
 
 
 class StatsLike(Protocol):

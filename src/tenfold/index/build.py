@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,54 +112,14 @@ def build_index(
     items_path: Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Progress | None = None,
+    incremental: bool = False,
 ) -> BuildReport:
-    """Embed every item and publish a new generation (replacing any existing index)."""
-    return _publish(
-        root,
-        name,
-        items,
-        embedder,
-        items_path=items_path,
-        batch_size=batch_size,
-        on_progress=on_progress,
-        incremental=False,
-    )
+    """Embed every item and publish a new generation (replacing any existing index).
 
-
-def refresh_index(
-    root: Path,
-    name: str,
-    items: Sequence[Item],
-    embedder: Embedder,
-    *,
-    items_path: Path | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    on_progress: Progress | None = None,
-) -> BuildReport:
-    """Re-embed only new or changed items; raises :class:`IndexNotFound` if never built."""
-    return _publish(
-        root,
-        name,
-        items,
-        embedder,
-        items_path=items_path,
-        batch_size=batch_size,
-        on_progress=on_progress,
-        incremental=True,
-    )
-
-
-def _publish(
-    root: Path,
-    name: str,
-    items: Sequence[Item],
-    embedder: Embedder,
-    *,
-    items_path: Path | None,
-    batch_size: int,
-    on_progress: Progress | None,
-    incremental: bool,
-) -> BuildReport:
+    ``incremental`` (what :func:`refresh_index` passes) re-embeds only new or changed
+    items and reuses the stored vectors of the others; it raises :class:`IndexNotFound`
+    if the index was never built.
+    """
     started = time.perf_counter()
     with writer_lock(root, name) as base:
         old_hashes: dict[str, str] = {}
@@ -217,6 +178,14 @@ def _publish(
         removed=len(plan.removed),
         seconds=time.perf_counter() - started,
     )
+
+
+def refresh_index(
+    root: Path, name: str, items: Sequence[Item], embedder: Embedder, **options: Any
+) -> BuildReport:
+    """Re-embed only new or changed items: :func:`build_index` with ``incremental=True``
+    (same keyword options); raises :class:`IndexNotFound` if never built."""
+    return build_index(root, name, items, embedder, incremental=True, **options)
 
 
 def _dimension(fresh: Matrix, old: Matrix | None, plan: RefreshPlan) -> int:

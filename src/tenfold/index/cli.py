@@ -28,10 +28,10 @@ from rich.progress import (
 from rich.table import Table
 
 from tenfold.errors import IndexNotFound, TenfoldError
-from tenfold.index.build import DEFAULT_BATCH_SIZE, BuildReport, build_index, refresh_index
-from tenfold.index.catalog import read_items, write_items
+from tenfold.index.build import DEFAULT_BATCH_SIZE, BuildReport, build_index
+from tenfold.index.catalog import Item, read_items, write_items
 from tenfold.index.demo import Corpus, corpus_items
-from tenfold.index.embedder import embedder_from_target
+from tenfold.index.embedder import Embedder, embedder_from_target
 from tenfold.index.loaded import LoadedIndex
 from tenfold.index.store import current_generation_dir, read_generation
 
@@ -73,6 +73,32 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
+def _publish(
+    label: str,
+    directory: Path,
+    name: str,
+    catalog: list[Item],
+    embedder: Embedder,
+    *,
+    items_path: Path,
+    batch_size: int,
+    incremental: bool,
+) -> None:
+    """Embed with a progress bar, publish the generation, print the report."""
+    with _progress(label) as update:
+        report = build_index(
+            directory,
+            name,
+            catalog,
+            embedder,
+            items_path=items_path,
+            batch_size=batch_size,
+            on_progress=update,
+            incremental=incremental,
+        )
+    _report(report)
+
+
 def _report(report: BuildReport) -> None:
     console.print(
         f"index [bold]{report.name}[/bold] generation {report.generation}: "
@@ -92,18 +118,16 @@ def build(
     """Embed every item of the catalog and publish the index."""
     with _errors():
         catalog = read_items(items)
-        embedder = embedder_from_target(model)
-        with _progress(f"embedding {len(catalog)} items") as update:
-            report = build_index(
-                directory,
-                name,
-                catalog,
-                embedder,
-                items_path=items,
-                batch_size=batch_size,
-                on_progress=update,
-            )
-        _report(report)
+        _publish(
+            f"embedding {len(catalog)} items",
+            directory,
+            name,
+            catalog,
+            embedder_from_target(model),
+            items_path=items,
+            batch_size=batch_size,
+            incremental=False,
+        )
 
 
 @app.command()
@@ -120,18 +144,16 @@ def refresh(
         manifest = read_generation(current_generation_dir(directory, name)).manifest
         items_path = items or Path(manifest.items_path)
         catalog = read_items(items_path)
-        embedder = embedder_from_target(manifest.model_target)
-        with _progress("embedding changed items") as update:
-            report = refresh_index(
-                directory,
-                name,
-                catalog,
-                embedder,
-                items_path=items_path,
-                batch_size=batch_size,
-                on_progress=update,
-            )
-        _report(report)
+        _publish(
+            "embedding changed items",
+            directory,
+            name,
+            catalog,
+            embedder_from_target(manifest.model_target),
+            items_path=items_path,
+            batch_size=batch_size,
+            incremental=True,
+        )
 
 
 @app.command()
@@ -178,20 +200,19 @@ def demo(
         # Run again after editing the docs: only the changed passages are embedded.
         try:
             current_generation_dir(directory, index_name)
-            publish = refresh_index
+            incremental = True
         except IndexNotFound:
-            publish = build_index
-        with _progress(f"embedding {len(catalog)} passages") as update:
-            report = publish(
-                directory,
-                index_name,
-                catalog,
-                embedder,
-                items_path=items_path,
-                batch_size=batch_size,
-                on_progress=update,
-            )
-        _report(report)
+            incremental = False
+        _publish(
+            f"embedding {len(catalog)} passages",
+            directory,
+            index_name,
+            catalog,
+            embedder,
+            items_path=items_path,
+            batch_size=batch_size,
+            incremental=incremental,
+        )
         console.print(f"query: [italic]{query}[/italic]")
         index = LoadedIndex(directory, index_name, embedder_for=lambda _target: embedder)
         _print_results(index.search(query, 5))

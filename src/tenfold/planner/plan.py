@@ -245,13 +245,11 @@ def translate(
     if src.key == target.key:
         return Translation(profile.points, 1.0, f"profile measured on {target.key}")
     points = tuple(
-        ProfilePoint(
-            batch_size=p.batch_size,
+        replace(
+            p,
             latency_p50_ms=p.latency_p50_ms / factor,
             latency_p99_ms=p.latency_p99_ms / factor,
             items_per_s=p.items_per_s * factor,
-            busy_fraction=p.busy_fraction,
-            memory_bytes=p.memory_bytes,
         )
         for p in profile.points
     )

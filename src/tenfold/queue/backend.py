@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from tenfold.errors import QueueFull
 from tenfold.queue.job import Claim, Job, JobError, JSONValue, QueueConfig, QueueStats
 from tenfold.queue.status import JobStatus
 
@@ -105,3 +106,8 @@ def check_claim_args(max_items: int, lease_ms: float) -> None:
         raise ValueError("max_items must be at least 1")
     if lease_ms <= 0:
         raise ValueError("lease_ms must be greater than 0")
+
+
+def queue_full(model: str, max_depth: int | None) -> QueueFull:
+    """The error every backend's ``enqueue`` raises past ``max_depth``."""
+    return QueueFull(f"queue {model!r} holds {max_depth} or more jobs")

@@ -31,9 +31,9 @@ import random
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
-from tenfold.errors import JobNotFound, QueueFull, QueueUnavailable
+from tenfold.errors import JobNotFound, QueueUnavailable
 from tenfold.queue import codec, redis_lua
-from tenfold.queue.backend import check_claim_args
+from tenfold.queue.backend import check_claim_args, queue_full
 from tenfold.queue.ids import new_job_id, new_token
 from tenfold.queue.job import Claim, Job, JobError, JSONValue, QueueConfig, QueueStats
 from tenfold.queue.notify import ChangeSignal
@@ -183,7 +183,7 @@ class RedisQueue:
             "ENQUEUE", job_id, model, payload, _f(now), idempotency_key or "", limit
         )
         if got == "!full":
-            raise QueueFull(f"queue {model!r} holds {max_depth} or more jobs")
+            raise queue_full(model, max_depth)
         if got != job_id:
             existing = await self.get(str(got))
             if existing is not None:

@@ -36,9 +36,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenfold.errors import JobNotFound, QueueFull, QueueUnavailable
+from tenfold.errors import JobNotFound, QueueUnavailable
 from tenfold.queue import codec
-from tenfold.queue.backend import check_claim_args
+from tenfold.queue.backend import check_claim_args, queue_full
 from tenfold.queue.ids import new_job_id, new_token
 from tenfold.queue.job import Claim, Job, JobError, JSONValue, QueueConfig, QueueStats
 from tenfold.queue.notify import ChangeSignal
@@ -227,7 +227,7 @@ class SqliteQueue:
                         # The earlier job expired: the key is free again.
                         conn.execute("DELETE FROM jobs WHERE id = ?", (row[0],))
                 if max_depth is not None and self._depth_in(conn, model) >= max_depth:
-                    raise QueueFull(f"queue {model!r} holds {max_depth} or more jobs")
+                    raise queue_full(model, max_depth)
                 job_id = new_job_id(now)
                 conn.execute(
                     "INSERT INTO jobs (id, model, input, status, attempts, created_at, "

@@ -391,7 +391,6 @@ def create_app(
     _mount_indexes(app, settings)
     if server.queue is not None:
         app.include_router(alerts_router(server.alert_store))
-    if server.queue is not None:
         app.include_router(
             queue_router(
                 server.queue,

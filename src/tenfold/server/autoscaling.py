@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from tenfold.autoscale.config import AutoscaleConfig, load_config
 from tenfold.autoscale.metrics import AutoscaleMetrics
-from tenfold.autoscale.scaler import LocalScaler
+from tenfold.autoscale.scaler import LocalScaler, worker_command
 from tenfold.autoscale.sinks import AlertSink, LogSink, MemoryAlertStore, WebhookSink
 from tenfold.autoscale.supervisor import WorkerSupervisor
 from tenfold.clock import Clock
@@ -29,25 +28,15 @@ log = logging.getLogger("tenfold.autoscale")
 
 
 def worker_argv(model: ModelSettings, queue_url: str, queue_name: str) -> list[str]:
-    """``python -m tenfold.queue.cli worker TARGET --queue URL`` with the model's settings."""
-    argv = [
-        sys.executable,
-        "-m",
-        "tenfold.queue.cli",
-        "worker",
-        model.target,
-        "--queue",
-        queue_url,
-        "--queue-name",
-        queue_name,
-    ]
+    """The default worker command with the model's batching settings and options."""
+    options = ["--queue-name", queue_name]
     if model.max_batch_size is not None:
-        argv += ["--max-batch-size", str(model.max_batch_size)]
+        options += ["--max-batch-size", str(model.max_batch_size)]
     if model.batch_timeout_ms is not None:
-        argv += ["--batch-timeout-ms", str(model.batch_timeout_ms)]
+        options += ["--batch-timeout-ms", str(model.batch_timeout_ms)]
     if model.options:
-        argv += ["--options", json.dumps(dict(model.options))]
-    return argv
+        options += ["--options", json.dumps(dict(model.options))]
+    return worker_command(model.target, queue_url, *options)
 
 
 def worker_env() -> dict[str, str]:
