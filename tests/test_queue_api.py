@@ -20,6 +20,7 @@ from queue_models import POISON, Echo
 from tenfold import errors
 from tenfold.queue import Claim, JobStatus, QueueBackend, from_url
 from tenfold.queue.api import preferred_wait_s, queue_router
+from tenfold.queue.backend import wait_accepted
 from tenfold.queue.client import Client
 from tenfold.queue.rpc import call
 from tenfold.queue.worker import run_worker_async
@@ -171,6 +172,12 @@ class _WaitFails:
 
     async def wait(self, job_id: str, timeout_s: float) -> Any:
         raise errors.QueueUnavailable("connection lost")
+
+    async def enqueue_and_wait(self, model: str, input: Any, key: Any = None, **kw: Any) -> Any:
+        # The generic path: the real enqueue, then this object's failing wait.
+        wait_s = kw.pop("wait_s")
+        job = await self.inner.enqueue(model, input, key, **kw)
+        return await wait_accepted(self, job, wait_s)  # type: ignore[arg-type]
 
 
 async def test_prefer_wait_failure_still_answers_202_with_the_accepted_job(

@@ -321,6 +321,36 @@ async def test_wait_times_out_with_the_current_state(q: QueueBackend) -> None:
         await q.wait(str(uuid.uuid4()), timeout_s=0.1)
 
 
+async def test_enqueue_and_wait_answers_with_the_finished_job(make_queue: Factory) -> None:
+    api, worker = make_queue(), make_queue()
+
+    async def work() -> float:
+        [c] = await worker.claim("m", 1, wait_ms=5000, lease_ms=10_000, worker_id="w")
+        assert await worker.complete(c.job.id, c.token, c.job.input * 2)
+        return time.monotonic()
+
+    working = asyncio.create_task(work())
+    done = await api.enqueue_and_wait("m", 21, idempotency_key="k", wait_s=10)
+    woke_s = time.monotonic() - await working
+    assert done.status is JobStatus.SUCCEEDED and done.result == 42 and done.attempts == 1
+    assert done == await api.get(done.id)  # as stored, however the waiter learnt it
+    assert woke_s < 0.5, f"woken after {woke_s:.3f} s: the 1 s fallback, not a notification"
+    # A resubmission with the same key answers with the same finished job at once.
+    again = await api.enqueue_and_wait("m", 21, idempotency_key="k", wait_s=10)
+    assert again == done
+    assert await api.depth("m") == 0
+
+
+async def test_enqueue_and_wait_times_out_queued_and_refuses_when_full(q: QueueBackend) -> None:
+    t0 = time.monotonic()
+    job = await q.enqueue_and_wait("m", 1, wait_s=0.3)
+    assert 0.25 <= time.monotonic() - t0 < 2.0
+    assert job.status is JobStatus.QUEUED and await q.get(job.id) == job
+    with pytest.raises(QueueFull):
+        await q.enqueue_and_wait("m", 2, max_depth=1, wait_s=5)
+    assert await q.depth("m") == 1  # nothing was added
+
+
 async def test_claim_waits_for_work_and_wakes_on_enqueue(make_queue: Factory) -> None:
     api, worker = make_queue(), make_queue()
     started = time.monotonic()

@@ -80,3 +80,75 @@ async def test_heartbeat_renews_idle_time_without_counting_a_delivery(rq: RedisQ
     assert after["time_since_delivered"] < 200
     assert after["times_delivered"] == before["times_delivered"] == 1
     await r.aclose()
+
+
+async def test_enqueue_and_wait_answers_with_the_accepted_job_when_redis_dies() -> None:
+    """The job is accepted (AOF, fsync always) before Redis dies: the submitter gets the
+    queued job, not an error that would make it submit again, and the job is still there
+    after a restart."""
+    import asyncio
+
+    from redis_support import own_redis
+
+    with own_redis(durable=True) as server:
+        q = from_url(server.url)
+        try:
+            waiting = asyncio.create_task(q.enqueue_and_wait("m", "x", wait_s=10))
+            for _ in range(200):  # until the enqueue has landed (a real server: no fake clock)
+                if await _depth(server.url) == 1:
+                    break
+                await asyncio.sleep(0.01)
+            server.kill()
+            job = await asyncio.wait_for(waiting, timeout=5)
+            assert job.status is JobStatus.QUEUED and job.input == "x"
+        finally:
+            await q.close()
+        server.start()
+        again = from_url(server.url)
+        try:
+            kept = await again.get(job.id)
+            assert kept is not None and kept.status is JobStatus.QUEUED
+        finally:
+            await again.close()
+
+
+async def _depth(url: str) -> int:
+    q = from_url(url)
+    try:
+        return await q.depth("m")
+    finally:
+        await q.close()
+
+
+async def test_done_notification_carries_a_small_job_and_only_the_id_of_a_big_one(
+    rq: RedisQueue,
+) -> None:
+    import asyncio
+    import json
+
+    from tenfold.queue.redis_lua import NOTIFY_MAX_BYTES
+
+    r = raw(rq)
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(f"{rq.prefix}:done")
+    small = await rq.enqueue("m", {"x": 1})
+    big = await rq.enqueue("m", "y" * NOTIFY_MAX_BYTES)
+    claims = {c.job.id: c for c in await rq.claim("m", 2, wait_ms=0, lease_ms=5000, worker_id="w")}
+    assert await rq.complete(small.id, claims[small.id].token, {"label": "setosa"})
+    assert await rq.complete(big.id, claims[big.id].token, "done")
+    messages = []
+    while len(messages) < 2:
+        m = await asyncio.wait_for(pubsub.get_message(timeout=5), 6)
+        if m is not None:
+            messages.append(m["data"])
+    job_id, _, fields = messages[0].partition(" ")
+    flat = json.loads(fields)
+    got = await rq.get(small.id)
+    assert job_id == small.id and got is not None
+    assert dict(zip(flat[::2], flat[1::2], strict=True))["result"] == '{"label":"setosa"}'
+    assert messages[1] == big.id  # too big to carry: waiters read it back
+    # Waiters get the same job either way.
+    for job in (small, big):
+        assert await rq.wait(job.id, 1) == await rq.get(job.id)
+    await pubsub.aclose()
+    await r.aclose()

@@ -10,15 +10,17 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
 from queue_helpers import REDIS_URL, delete_prefix, src_env, unique_prefix
 from queue_models import POISON
+from tenfold.model import Model
 from tenfold.queue import JobStatus, QueueBackend, from_url
 from tenfold.queue.jsonsafe import to_jsonable
-from tenfold.queue.worker import WorkerConfig, run_worker_async
+from tenfold.queue.worker import Worker, WorkerConfig, run_worker_async
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
@@ -57,6 +59,44 @@ async def test_worker_isolates_poison_and_invalid_inputs(url: str) -> None:
                 assert done.result == [x, 2 * x] and done.attempts == 1
         assert (stats.succeeded, stats.dead, stats.failed, stats.retried) == (28, 1, 1, 2)
         assert (await q.stats("echo")).dead == 1
+    finally:
+        await q.close()
+
+
+class _Batches(Model[int, int]):
+    """Records the batches it is given."""
+
+    name = "batches"
+    input_model: ClassVar[Any] = int
+
+    def load(self) -> None:
+        self.seen: list[list[int]] = []
+
+    def predict(self, batch: list[int]) -> list[int]:
+        self.seen.append(list(batch))
+        return batch
+
+
+async def test_a_partial_batch_lingers_once_and_a_full_one_runs_at_once(url: str) -> None:
+    q: QueueBackend = from_url(url)
+    model = _Batches()
+    model.load()
+    config = WorkerConfig(max_batch_size=4, batch_timeout_ms=400, idle_wait_ms=50, lease_ms=5000)
+    worker = Worker(model, q, config)
+    try:
+        await q.enqueue("batches", 1)
+        one = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(0.15)  # the worker holds [1] and lingers for its batch window
+        assert not one.done()
+        await q.enqueue_many("batches", [2, 3])
+        assert await one == 3
+        await q.enqueue_many("batches", [4, 5, 6, 7, 8])
+        t0 = time.monotonic()
+        assert await worker.run_once() == 4  # full at the first claim: no lingering
+        assert time.monotonic() - t0 < 0.3
+        assert await worker.run_once() == 1  # the rest, after one window
+        assert model.seen == [[1, 2, 3], [4, 5, 6, 7], [8]]
+        assert worker.stats.summary().startswith("3 batches, 8 jobs claimed (mean batch 2.7)")
     finally:
         await q.close()
 

@@ -34,7 +34,6 @@ from tenfold.errors import (
     ModelNotFound,
     PayloadTooLarge,
     QueueFull,
-    TenfoldError,
 )
 from tenfold.model import Model
 from tenfold.queue.backend import QueueBackend
@@ -119,24 +118,24 @@ def queue_router(
                 details = json.loads(exc.json(include_url=False, include_context=False))
                 raise InvalidInput(f"invalid input for {model!r}", details=details) from exc
         key = request.headers.get("idempotency-key")
+        headers: dict[str, str] = {}
+        wait_s = preferred_wait_s(request.headers.get("prefer"))
         try:
             # The depth check rides in the enqueue's own atomic step: one round trip.
-            job = await queue.enqueue(model, value, idempotency_key=key, max_depth=max_queue_depth)
+            if wait_s > 0:
+                # Failures while waiting answer 202 with the accepted job (an error
+                # here would make a client resubmit it): see enqueue_and_wait.
+                job = await queue.enqueue_and_wait(
+                    model, value, key, max_depth=max_queue_depth, wait_s=wait_s
+                )
+                headers["Preference-Applied"] = f"wait={wait_s:g}"
+            else:
+                job = await queue.enqueue(model, value, key, max_depth=max_queue_depth)
         except QueueFull as exc:
             raise QueueFull(str(exc), retry_after_s=retry_after_s) from None
-        headers = {"Location": f"/v1/jobs/{job.id}"}
-        wait_s = preferred_wait_s(request.headers.get("prefer"))
-        if wait_s > 0:
-            headers["Preference-Applied"] = f"wait={wait_s:g}"
-            try:
-                done = await queue.wait(job.id, wait_s)
-            except TenfoldError:
-                # The job is accepted whatever happens to the wait: answer 202 with its id
-                # (an error here would make a client resubmit it).
-                done = job
-            if done.status.terminal:
-                return JSONResponse(job_body(done), status_code=200, headers=headers)
-            job = done
+        headers["Location"] = f"/v1/jobs/{job.id}"
+        if wait_s > 0 and job.status.terminal:
+            return JSONResponse(job_body(job), status_code=200, headers=headers)
         return JSONResponse(
             {"id": job.id, "status": job.status.value}, status_code=202, headers=headers
         )

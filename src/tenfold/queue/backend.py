@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from tenfold.errors import QueueFull
+from tenfold.errors import QueueFull, TenfoldError
 from tenfold.queue.job import Claim, Job, JobError, JSONValue, QueueConfig, QueueStats
 from tenfold.queue.status import JobStatus
 
@@ -87,6 +87,22 @@ class QueueBackend(Protocol):
         Woken by a notification, not busy polling. Raises ``JobNotFound``."""
         ...
 
+    async def enqueue_and_wait(
+        self,
+        model: str,
+        input: JSONValue,
+        idempotency_key: str | None = None,
+        *,
+        max_depth: int | None = None,
+        wait_s: float,
+    ) -> Job:
+        """:meth:`enqueue`, then :meth:`wait` up to ``wait_s``: the job's latest state.
+        Enqueue errors propagate (nothing was added); once the job is added, an error
+        while waiting returns the job as accepted instead, so that no caller submits an
+        accepted job twice. (What ``Prefer: wait`` and the queued predict path use; a
+        backend may save round trips here.)"""
+        ...
+
     async def depth(self, model: str) -> int:
         """Queued jobs of ``model`` (cheap; used for backpressure)."""
         ...
@@ -111,3 +127,14 @@ def check_claim_args(max_items: int, lease_ms: float) -> None:
 def queue_full(model: str, max_depth: int | None) -> QueueFull:
     """The error every backend's ``enqueue`` raises past ``max_depth``."""
     return QueueFull(f"queue {model!r} holds {max_depth} or more jobs")
+
+
+async def wait_accepted(queue: QueueBackend, job: Job, wait_s: float) -> Job:
+    """Wait up to ``wait_s`` for an accepted ``job``; if the wait fails, ``job`` as known
+    (the contract of :meth:`QueueBackend.enqueue_and_wait` after its enqueue)."""
+    if job.status.terminal or wait_s <= 0:
+        return job
+    try:
+        return await queue.wait(job.id, wait_s)
+    except TenfoldError:
+        return job

@@ -14,7 +14,10 @@ per-job keys from ids)::
     P:idem:<model>:<key>      string -> job id
     P:waits:<model>    hash   per-second sums of queue wait, for stats
     P:models           set    model names
-    P:done             pub/sub channel: ids of jobs that became terminal
+    P:done             pub/sub channel: jobs that became terminal, as "<id>", or as
+                              "<id> <JSON array of the job hash's fields and values>"
+                              when input + result + error fit NOTIFY_MAX_BYTES
+                              (a waiter then needs no read back)
 
 Timestamps come from the caller's clock as ARGV (never Redis ``TIME``), so
 leases, backoff and expiry follow the injected clock exactly as in SQLite.
@@ -22,9 +25,16 @@ leases, backoff and expiry follow the injected clock exactly as in SQLite.
 
 from __future__ import annotations
 
+#: A finished job whose input, result and error JSON add up to at most this many bytes
+#: travels inside its "done" notification: every API process receives every one.
+NOTIFY_MAX_BYTES = 16_384
+
 # Shared prelude: ARGV[1] is always the key prefix.
-_PRELUDE = """
+_PRELUDE = (
+    f"""
 local P = ARGV[1]
+local NOTIFY_MAX_BYTES = {NOTIFY_MAX_BYTES}"""
+    + """
 local function jkey(id) return P .. ':job:' .. id end
 local function mkey(kind, model) return P .. ':' .. kind .. ':' .. model end
 local function end_entry(model, jk, group)
@@ -41,12 +51,22 @@ local function push_entry(model, jk, id)
   local entry = redis.call('XADD', mkey('stream', model), '*', 'id', id)
   redis.call('HSET', jk, 'entry', entry)
 end
+local function notify_done(jk, id)
+  local size = redis.call('HSTRLEN', jk, 'input') + redis.call('HSTRLEN', jk, 'result')
+    + redis.call('HSTRLEN', jk, 'error')
+  if size <= NOTIFY_MAX_BYTES then
+    redis.call('PUBLISH', P .. ':done', id .. ' ' .. cjson.encode(redis.call('HGETALL', jk)))
+  else
+    redis.call('PUBLISH', P .. ':done', id)
+  end
+end
 local function expire_job(jk, model, ttl_ms)
   redis.call('PEXPIRE', jk, ttl_ms)
   local idem = redis.call('HGET', jk, 'idempotency_key')
   if idem then redis.call('PEXPIRE', P .. ':idem:' .. model .. ':' .. idem, ttl_ms) end
 end
 """
+)
 
 # ARGV: prefix, id, model, input_json, now, idempotency_key ('' for none)
 ENQUEUE = (
@@ -128,7 +148,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0
     redis.call('HDEL', jk, 'token', 'lease_expires_at')
     redis.call('ZREM', running, id)
     redis.call('ZADD', mkey('dead', model), now, id)
-    redis.call('PUBLISH', P .. ':done', id)
+    notify_done(jk, id)
     out[1] = out[1] + 1
   else
     local entry = redis.call('HGET', jk, 'entry')
@@ -204,7 +224,7 @@ redis.call('HSET', jk, 'status', 'succeeded', 'result', ARGV[4], 'finished_at', 
 redis.call('HDEL', jk, 'token', 'error', 'lease_expires_at')
 redis.call('ZREM', mkey('running', model), id)
 expire_job(jk, model, ARGV[7])
-redis.call('PUBLISH', P .. ':done', id)
+notify_done(jk, id)
 return 1
 """
 )
@@ -227,11 +247,11 @@ if status == 'queued' then
 elseif status == 'dead' then
   redis.call('HSET', jk, 'finished_at', now)
   redis.call('ZADD', mkey('dead', model), now, id)
-  redis.call('PUBLISH', P .. ':done', id)
+  notify_done(jk, id)
 else
   redis.call('HSET', jk, 'finished_at', now, 'expires_at', ARGV[8])
   expire_job(jk, model, ARGV[9])
-  redis.call('PUBLISH', P .. ':done', id)
+  notify_done(jk, id)
 end
 return 1
 """
@@ -271,7 +291,7 @@ redis.call('ZREM', mkey('delayed', model), id)
 redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', now, 'updated_at', now,
   'expires_at', ARGV[4])
 expire_job(jk, model, ARGV[5])
-redis.call('PUBLISH', P .. ':done', id)
+notify_done(jk, id)
 return 1
 """
 )

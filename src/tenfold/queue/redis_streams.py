@@ -19,7 +19,10 @@ of acknowledged submissions, AOF (``appendonly yes``).
 
 ``wait`` subscribes to one shared ``P:done`` pub/sub channel (one connection
 per backend object), and re-checks every second in case a message was lost
-(pub/sub is fire-and-forget across reconnects).
+(pub/sub is fire-and-forget across reconnects). A small finished job travels
+inside its notification (see :data:`~tenfold.queue.redis_lua.NOTIFY_MAX_BYTES`),
+so the waiter that submitted it reads nothing back: with ``enqueue_and_wait``,
+a job costs the API one round trip to Redis.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ import random
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
-from tenfold.errors import JobNotFound, QueueUnavailable
+from tenfold.errors import JobNotFound, QueueUnavailable, TenfoldError
 from tenfold.queue import codec, redis_lua
-from tenfold.queue.backend import check_claim_args, queue_full
+from tenfold.queue.backend import check_claim_args, queue_full, wait_accepted
 from tenfold.queue.ids import new_job_id, new_token
 from tenfold.queue.job import Claim, Job, JobError, JSONValue, QueueConfig, QueueStats
 from tenfold.queue.notify import ChangeSignal
@@ -78,6 +81,26 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+def _notified_job(fields: str) -> Job | None:
+    """The job a "done" notification carries, if any (``None``: read it back)."""
+    if not fields:
+        return None
+    try:
+        return _job(_pairs(codec.loads(fields)))
+    except (ValueError, KeyError, TypeError):  # not ours to trust blindly: read it back
+        return None
+
+
+class _Watch:
+    """One waiter on one job: woken by its "done" notification, which may carry the job."""
+
+    __slots__ = ("event", "job")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.job: Job | None = None
+
+
 class RedisQueue:
     """See the module docstring. Build with :func:`tenfold.queue.from_url`."""
 
@@ -104,7 +127,7 @@ class RedisQueue:
         self._listener: asyncio.Task[None] | None = None
         self._listener_lock: asyncio.Lock | None = None
         self._pubsub: Any = None
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[_Watch]] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -175,9 +198,23 @@ class RedisQueue:
         *,
         max_depth: int | None = None,
     ) -> Job:
+        job, _ = await self._enqueue(
+            new_job_id(self._now()), model, input, idempotency_key, max_depth
+        )
+        return job
+
+    async def _enqueue(
+        self,
+        job_id: str,
+        model: str,
+        input: JSONValue,
+        idempotency_key: str | None,
+        max_depth: int | None,
+    ) -> tuple[Job, bool]:
+        """Enqueue as ``job_id``: the job and whether it is that new one (``False``: an
+        earlier job with the same idempotency key)."""
         payload = codec.dumps(input)
         now = self._now()
-        job_id = new_job_id(now)
         limit = "" if max_depth is None else str(int(max_depth))
         got = await self._script(
             "ENQUEUE", job_id, model, payload, _f(now), idempotency_key or "", limit
@@ -187,8 +224,8 @@ class RedisQueue:
         if got != job_id:
             existing = await self.get(str(got))
             if existing is not None:
-                return existing
-        return Job.new(job_id, model, codec.loads(payload), now, idempotency_key)
+                return existing, False
+        return Job.new(job_id, model, codec.loads(payload), now, idempotency_key), True
 
     async def enqueue_many(self, model: str, inputs: Sequence[JSONValue]) -> list[Job]:
         client = self._redis()
@@ -362,25 +399,71 @@ class RedisQueue:
     async def wait(self, job_id: str, timeout_s: float) -> Job:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout_s)
-        event = asyncio.Event()
-        self._waiters.setdefault(job_id, set()).add(event)
+        watch = self._watch(job_id)
         try:
             await self._ensure_listener()
-            while True:
-                event.clear()
+            return await self._wait_watched(job_id, watch, deadline, None)
+        finally:
+            self._unwatch(job_id, watch)
+
+    async def enqueue_and_wait(
+        self,
+        model: str,
+        input: JSONValue,
+        idempotency_key: str | None = None,
+        *,
+        max_depth: int | None = None,
+        wait_s: float,
+    ) -> Job:
+        # The waiter is registered under the new job's id *before* the enqueue, so the
+        # "done" notification cannot slip past it, and the job is known to be queued
+        # after the enqueue: no first read. One round trip fewer than enqueue + wait.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, wait_s)
+        job_id = new_job_id(self._now())
+        watch = self._watch(job_id)
+        try:
+            await self._ensure_listener()
+            job, fresh = await self._enqueue(job_id, model, input, idempotency_key, max_depth)
+            if not fresh:  # an idempotent resubmission: wait on the earlier job
+                return await wait_accepted(self, job, deadline - loop.time())
+            try:
+                return await self._wait_watched(job_id, watch, deadline, job)
+            except TenfoldError:
+                return job  # accepted: an error would make the caller submit it again
+        finally:
+            self._unwatch(job_id, watch)
+
+    def _watch(self, job_id: str) -> _Watch:
+        watch = _Watch()
+        self._waiters.setdefault(job_id, set()).add(watch)
+        return watch
+
+    def _unwatch(self, job_id: str, watch: _Watch) -> None:
+        waiters = self._waiters.get(job_id)
+        if waiters is not None:
+            waiters.discard(watch)
+            if not waiters:
+                del self._waiters[job_id]
+
+    async def _wait_watched(
+        self, job_id: str, watch: _Watch, deadline: float, job: Job | None
+    ) -> Job:
+        """Wait for a watched job until ``deadline`` (loop time); ``job`` is its state as
+        the caller already knows it (``None``: read it first)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if job is None:
+                watch.event.clear()
                 job = await self.get(job_id)
                 if job is None:
                     raise JobNotFound(f"job {job_id} not found (unknown or expired)")
-                remaining = deadline - loop.time()
-                if job.status.terminal or remaining <= 0:
-                    return job
-                await ChangeSignal.wait(event, min(remaining, _RECHECK_S))
-        finally:
-            waiters = self._waiters.get(job_id)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[job_id]
+            remaining = deadline - loop.time()
+            if job.status.terminal or remaining <= 0:
+                return job
+            await ChangeSignal.wait(watch.event, min(remaining, _RECHECK_S))
+            # The notification carries the finished job when it is small: no read back.
+            job, watch.job = watch.job, None
 
     async def _ensure_listener(self) -> None:
         if self._listener is not None and not self._listener.done():
@@ -408,8 +491,14 @@ class RedisQueue:
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None or message.get("type") != "message":
                     continue
-                for event in self._waiters.get(str(message["data"]), ()):
-                    event.set()
+                job_id, _, fields = str(message["data"]).partition(" ")
+                watches = self._waiters.get(job_id)
+                if not watches:
+                    continue  # another process's job: not even parsed
+                job = _notified_job(fields)
+                for watch in watches:
+                    watch.job = job
+                    watch.event.set()
         except Exception:  # a lost connection: the next wait() resubscribes
             return
         finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tenfold.errors import DeadlineExceeded, ModelError
+from tenfold.errors import DeadlineExceeded, ModelError, QueueUnavailable
 from tenfold.queue.backend import QueueBackend
 from tenfold.queue.job import JSONValue
 from tenfold.queue.status import JobStatus
@@ -27,13 +27,14 @@ async def call(
     ``ModelError`` if the job failed, was dead-lettered or cancelled."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    job = await queue.enqueue(model, input, idempotency_key=idempotency_key)
-    job = await queue.wait(job.id, max(0.0, deadline - loop.time()))
+    job = await queue.enqueue_and_wait(model, input, idempotency_key, wait_s=timeout_s)
     if job.status is JobStatus.SUCCEEDED:
         return job.result
     if not job.status.terminal:
         if job.status is JobStatus.QUEUED:
             await queue.cancel(job.id)
+        if loop.time() < deadline:  # the wait was cut short: the queue went away
+            raise QueueUnavailable(f"lost the queue while waiting for job {job.id}")
         raise DeadlineExceeded(
             f"no result within {timeout_s:g} s (job {job.id} is {job.status.value})",
             details={"job_id": job.id},

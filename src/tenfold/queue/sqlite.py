@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 from tenfold.errors import JobNotFound, QueueUnavailable
 from tenfold.queue import codec
-from tenfold.queue.backend import check_claim_args, queue_full
+from tenfold.queue.backend import check_claim_args, queue_full, wait_accepted
 from tenfold.queue.ids import new_job_id, new_token
 from tenfold.queue.job import Claim, Job, JobError, JSONValue, QueueConfig, QueueStats
 from tenfold.queue.notify import ChangeSignal
@@ -471,6 +471,18 @@ class SqliteQueue:
             if job.status.terminal or remaining <= 0:
                 return job
             await self._wait_change(marker, remaining)
+
+    async def enqueue_and_wait(
+        self,
+        model: str,
+        input: JSONValue,
+        idempotency_key: str | None = None,
+        *,
+        max_depth: int | None = None,
+        wait_s: float,
+    ) -> Job:
+        job = await self.enqueue(model, input, idempotency_key, max_depth=max_depth)
+        return await wait_accepted(self, job, wait_s)
 
     async def depth(self, model: str) -> int:
         return await self._call(self._depth_sync, model)
