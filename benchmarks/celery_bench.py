@@ -378,6 +378,23 @@ def bench_celery(args: argparse.Namespace, tmp: str, env: dict[str, str]) -> Any
         log.close()
 
 
+def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    if args.jobs is None:
+        args.jobs = 3000 if args.model == "classify" else 1000
+    if args.warmup is None:
+        args.warmup = 200 if args.model == "classify" else 64
+    return args
+
+
+def options(model: str) -> argparse.Namespace:
+    """The command line's defaults for ``model`` (for queue_bench.py)."""
+    return fill_defaults(
+        argparse.Namespace(
+            model=model, jobs=None, warmup=None, tenfold_db=5, celery_db=6, timeout_s=300.0
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", choices=("classify", "embed"), default="classify")
@@ -389,10 +406,7 @@ def main() -> None:
     parser.add_argument("--client", choices=("tenfold", "celery"), help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.jobs is None:
-        args.jobs = 3000 if args.model == "classify" else 1000
-    if args.warmup is None:
-        args.warmup = 200 if args.model == "classify" else 64
+    fill_defaults(args)
     if args.client == "tenfold":
         print(json.dumps(client_tenfold(args.target, args.model, args.jobs, args.warmup)))
         return
@@ -400,6 +414,11 @@ def main() -> None:
         print(json.dumps(client_celery(args.target, args.model, args.jobs, args.warmup)))
         return
 
+    compare(args)
+
+
+def compare(args: argparse.Namespace) -> float:
+    """Run both systems on ``args.model`` and print the comparison; returns tenfold/celery."""
     ensure("aiohttp", "psutil")
     try:
         import celery  # noqa: F401
@@ -442,6 +461,8 @@ def main() -> None:
         print(f"tenfold / celery jobs/s: {ratio:.2f}x (target >= {TARGET:.0f}x: {verdict})")
     else:
         print(f"tenfold / celery jobs/s: {ratio:.2f}x (reported; the target is on classify)")
+
+    return ratio
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Queue throughput, in one run.
 
-    PYTHONPATH=src python benchmarks/queue_bench.py [--seconds 5]
+    python benchmarks/queue_bench.py [--seconds 5] [--no-celery]
 
 Raw part: enqueue + claim + complete cycles per second, in batches of 32.
 For each backend, repeatedly: enqueue 32 jobs (one ``enqueue_many`` call, or 32
@@ -9,17 +9,20 @@ For each backend, repeatedly: enqueue 32 jobs (one ``enqueue_many`` call, or 32
 One process, one event loop. Prints jobs/s per backend and the ratios measured
 in this run. Target: SQLite >= 2,000 cycles/s.
 
-End to end (HTTP API, worker processes, client in its own process) against Celery:
-``benchmarks/celery_bench.py``.
+Then end to end against Celery, ``classify`` (target: tenfold >= 3x Celery's jobs/s)
+and ``embed``, in the same run: ``benchmarks/celery_bench.py`` (HTTP API, 2 worker
+processes, a client process, Redis; see its docstring), which also runs on its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 from tenfold.queue import QueueBackend, from_url
 
@@ -49,6 +52,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--no-celery", action="store_true", help="only the raw part")
     args = parser.parse_args()
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,8 +83,22 @@ async def main() -> None:
     for label, rate in results.items():
         print(f"{label:32s} {rate / base:5.2f}x of sqlite (enqueue_many)")
     print(f"SQLite target 2,000/s: {'met' if base >= 2000 else 'NOT met'} ({base:.0f}/s)")
-    print("end to end against Celery: python benchmarks/celery_bench.py [--model embed]")
+    if args.no_celery:
+        return
+    import celery_bench
+
+    ratios = {}
+    for model in ("classify", "embed"):
+        print()
+        ratios[model] = celery_bench.compare(celery_bench.options(model))
+    print()
+    verdict = "met" if ratios["classify"] >= celery_bench.TARGET else "NOT met"
+    print(
+        f"end to end, tenfold / celery jobs/s: classify {ratios['classify']:.2f}x "
+        f"(target >= {celery_bench.TARGET:.0f}x: {verdict}), embed {ratios['embed']:.2f}x"
+    )
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     asyncio.run(main())
