@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from tenfold.server.responses import JSONResponse
 
 from tenfold.errors import (
     InvalidInput,
