@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
-from tenfold.server.responses import JSONResponse
 
 from tenfold.errors import (
     InvalidInput,
@@ -38,6 +37,7 @@ from tenfold.errors import (
 from tenfold.model import Model
 from tenfold.queue.backend import QueueBackend
 from tenfold.queue.job import Job
+from tenfold.server.responses import JSONResponse
 
 MAX_WAIT_S = 30.0
 
