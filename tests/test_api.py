@@ -425,3 +425,13 @@ async def test_embed_stage_caches_each_item_and_sends_only_misses(tmp_path):
         assert outs[0] == [4.0, 0.0, 1.0] and outs[1]["error"]["type"] == "model_error"
         stats = (await c.get("/v1/stats")).json()["cache"]["layers"]["embedding"]
         assert stats["hits"] >= 21
+
+
+async def test_responses_encode_integers_beyond_64_bits() -> None:
+    # JSON allows them (a job's input or result may hold one); orjson alone refuses them.
+    import numpy as np
+
+    from tenfold.server.responses import dumps
+
+    assert dumps({"n": 2**70, "v": np.arange(2)}) == b'{"n":1180591620717411303424,"v":[0,1]}'
+    assert dumps({"v": np.arange(2)}) == b'{"v":[0,1]}'

@@ -229,6 +229,17 @@ async def test_sync_call_through_the_queue(queue: QueueBackend, tmp_path: Path) 
         await worker
 
 
+async def test_sync_call_that_loses_the_queue_is_503_not_a_deadline(queue: QueueBackend) -> None:
+    # The wait fails at once (Redis gone mid-request): no result, but not "the deadline
+    # passed" either; the queued job is cancelled so that no worker runs it for nobody.
+    t0 = time.monotonic()
+    with pytest.raises(errors.QueueUnavailable, match="lost the queue") as info:
+        await call(_WaitFails(queue), "echo", 1, timeout_s=10)  # type: ignore[arg-type]
+    assert time.monotonic() - t0 < 5
+    job = await queue.get(info.value.details["job_id"])
+    assert job is not None and job.status is JobStatus.CANCELLED
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     """The app on a real socket (uvicorn in a thread with its own loop and queue object)."""

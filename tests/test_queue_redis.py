@@ -147,8 +147,42 @@ async def test_done_notification_carries_a_small_job_and_only_the_id_of_a_big_on
     assert job_id == small.id and got is not None
     assert dict(zip(flat[::2], flat[1::2], strict=True))["result"] == '{"label":"setosa"}'
     assert messages[1] == big.id  # too big to carry: waiters read it back
-    # Waiters get the same job either way.
-    for job in (small, big):
-        assert await rq.wait(job.id, 1) == await rq.get(job.id)
     await pubsub.aclose()
+    await r.aclose()
+
+
+async def test_waiters_get_the_stored_job_whether_carried_or_read_back(rq: RedisQueue) -> None:
+    import asyncio
+
+    from tenfold.queue.redis_lua import NOTIFY_MAX_BYTES
+
+    small = await rq.enqueue("m", {"x": 1})
+    big = await rq.enqueue("m", "y" * NOTIFY_MAX_BYTES)
+    waiting = [asyncio.create_task(rq.wait(j.id, 10)) for j in (small, big)]
+    await asyncio.sleep(0.2)  # both waiters have read "queued" and are waiting
+    for c in await rq.claim("m", 2, wait_ms=0, lease_ms=5000, worker_id="w"):
+        assert await rq.complete(c.job.id, c.token, f"done {len(c.job.input)}")
+    got = await asyncio.wait_for(asyncio.gather(*waiting), 0.9)  # woken, not the 1 s re-check
+    assert got == [await rq.get(small.id), await rq.get(big.id)]
+    assert [j.status for j in got] == [JobStatus.SUCCEEDED] * 2
+
+
+async def test_a_late_notification_of_an_earlier_end_is_not_taken_as_the_answer(
+    rq: RedisQueue,
+) -> None:
+    """A job died, was requeued, and a waiter then sees the old "dead" notification late:
+    it must not answer "dead" for a job that is queued again."""
+    import asyncio
+    import json
+
+    job = await rq.enqueue("m", 1)
+    r = raw(rq)
+    fields = await r.hgetall(f"{rq.prefix}:job:{job.id}")
+    stale = {**fields, "status": "dead", "updated_at": repr(job.updated_at - 60)}
+    waiting = asyncio.create_task(rq.wait(job.id, 0.6))
+    await asyncio.sleep(0.2)
+    flat = [x for kv in stale.items() for x in kv]
+    await r.publish(f"{rq.prefix}:done", f"{job.id} {json.dumps(flat)}")
+    got = await waiting
+    assert got.status is JobStatus.QUEUED  # read back, not the stale "dead"
     await r.aclose()

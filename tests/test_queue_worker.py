@@ -77,26 +77,68 @@ class _Batches(Model[int, int]):
         return batch
 
 
+class _CountingClaims:
+    """The real queue, counting claim calls."""
+
+    def __init__(self, inner: QueueBackend) -> None:
+        self.inner = inner
+        self.claims = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def claim(self, *args: Any, **kwargs: Any) -> Any:
+        self.claims += 1
+        return await self.inner.claim(*args, **kwargs)
+
+
 async def test_a_partial_batch_lingers_once_and_a_full_one_runs_at_once(url: str) -> None:
     q: QueueBackend = from_url(url)
+    counted = _CountingClaims(q)
     model = _Batches()
     model.load()
     config = WorkerConfig(max_batch_size=4, batch_timeout_ms=400, idle_wait_ms=50, lease_ms=5000)
-    worker = Worker(model, q, config)
+    worker = Worker(model, counted, config)  # type: ignore[arg-type]
     try:
         await q.enqueue("batches", 1)
         one = asyncio.create_task(worker.run_once())
-        await asyncio.sleep(0.15)  # the worker holds [1] and lingers for its batch window
-        assert not one.done()
-        await q.enqueue_many("batches", [2, 3])
+        for x in (2, 3):  # arrivals during the window: no claim each, one at its end
+            await asyncio.sleep(0.1)
+            assert not one.done()
+            await q.enqueue("batches", x)
         assert await one == 3
+        assert counted.claims == 2
         await q.enqueue_many("batches", [4, 5, 6, 7, 8])
         t0 = time.monotonic()
         assert await worker.run_once() == 4  # full at the first claim: no lingering
-        assert time.monotonic() - t0 < 0.3
+        assert time.monotonic() - t0 < 0.3 and counted.claims == 3
         assert await worker.run_once() == 1  # the rest, after one window
         assert model.seen == [[1, 2, 3], [4, 5, 6, 7], [8]]
         assert worker.stats.summary().startswith("3 batches, 8 jobs claimed (mean batch 2.7)")
+    finally:
+        await q.close()
+
+
+async def test_stop_during_the_linger_runs_the_held_batch_and_claims_no_more(url: str) -> None:
+    q: QueueBackend = from_url(url)
+    counted = _CountingClaims(q)
+    model = _Batches()
+    model.load()
+    config = WorkerConfig(max_batch_size=4, batch_timeout_ms=5000, idle_wait_ms=50, lease_ms=5000)
+    worker = Worker(model, counted, config)  # type: ignore[arg-type]
+    try:
+        held = await q.enqueue("batches", 1)
+        one = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(0.2)
+        later = await q.enqueue("batches", 2)
+        t0 = time.monotonic()
+        worker.stop.set()  # SIGTERM while lingering
+        assert await one == 1
+        assert time.monotonic() - t0 < 1.0  # not the 5 s window
+        assert counted.claims == 1 and model.seen == [[1]]
+        done, waiting = await q.get(held.id), await q.get(later.id)
+        assert done is not None and done.status is JobStatus.SUCCEEDED
+        assert waiting is not None and waiting.status is JobStatus.QUEUED  # left for others
     finally:
         await q.close()
 

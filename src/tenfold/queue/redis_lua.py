@@ -68,7 +68,9 @@ end
 """
 )
 
-# ARGV: prefix, id, model, input_json, now, idempotency_key ('' for none)
+# ARGV: prefix, id, model, input_json, now, idempotency_key ('' for none), max_depth ('' for
+#       none). Returns the id, '!full', or the earlier job's hash fields and values when the
+#       idempotency key already names a live job.
 ENQUEUE = (
     _PRELUDE
     + """
@@ -80,7 +82,9 @@ if key ~= '' then
     local exp = redis.call('HGET', jkey(existing), 'expires_at')
     local alive = (not exp) or tonumber(exp) > tonumber(now)
     if redis.call('EXISTS', jkey(existing)) == 1 and alive then
-      return existing
+      -- The earlier job itself, read in this same atomic step (a separate read could
+      -- find it expired a moment later).
+      return redis.call('HGETALL', jkey(existing))
     end
   end
 end

@@ -219,12 +219,10 @@ class RedisQueue:
         got = await self._script(
             "ENQUEUE", job_id, model, payload, _f(now), idempotency_key or "", limit
         )
+        if isinstance(got, list):  # the idempotency key names a live earlier job
+            return _job(_pairs(got)), False
         if got == "!full":
             raise queue_full(model, max_depth)
-        if got != job_id:
-            existing = await self.get(str(got))
-            if existing is not None:
-                return existing, False
         return Job.new(job_id, model, codec.loads(payload), now, idempotency_key), True
 
     async def enqueue_many(self, model: str, inputs: Sequence[JSONValue]) -> list[Job]:
@@ -463,7 +461,10 @@ class RedisQueue:
                 return job
             await ChangeSignal.wait(watch.event, min(remaining, _RECHECK_S))
             # The notification carries the finished job when it is small: no read back.
-            job, watch.job = watch.job, None
+            # Unless it is older than what this waiter has seen (a late message about an
+            # earlier end of a job since requeued): then read it back.
+            carried, watch.job = watch.job, None
+            job = carried if carried is not None and carried.updated_at >= job.updated_at else None
 
     async def _ensure_listener(self) -> None:
         if self._listener is not None and not self._listener.done():

@@ -31,10 +31,13 @@ async def call(
     if job.status is JobStatus.SUCCEEDED:
         return job.result
     if not job.status.terminal:
+        cut_short = loop.time() < deadline  # the wait failed before the deadline
         if job.status is JobStatus.QUEUED:
             await queue.cancel(job.id)
-        if loop.time() < deadline:  # the wait was cut short: the queue went away
-            raise QueueUnavailable(f"lost the queue while waiting for job {job.id}")
+        if cut_short:
+            raise QueueUnavailable(
+                f"lost the queue while waiting for job {job.id}", details={"job_id": job.id}
+            )
         raise DeadlineExceeded(
             f"no result within {timeout_s:g} s (job {job.id} is {job.status.value})",
             details={"job_id": job.id},

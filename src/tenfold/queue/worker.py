@@ -162,7 +162,10 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), c.batch_timeout_ms / 1000)
             if not self.stop.is_set():
-                claims.extend(await self._claim(c.max_batch_size - len(claims), 0))
+                try:
+                    claims.extend(await self._claim(c.max_batch_size - len(claims), 0))
+                except QueueUnavailable as exc:  # run what is held; the loop backs off next
+                    log.warning("could not top up the batch: %s", exc)
         self.stats.batches += 1
         self.stats.claimed += len(claims)
         await self._handle(claims)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -20,9 +21,14 @@ def _default(obj: Any) -> Any:
 
 
 def dumps(content: Any) -> bytes:
-    return orjson.dumps(
-        content, default=_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-    )
+    try:
+        return orjson.dumps(
+            content, default=_default, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        )
+    except TypeError:
+        # orjson refuses integers beyond 64 bits, which JSON (and the stdlib) allows: a
+        # job's input or result may hold one. Rare, so the slow encoder only then.
+        return json.dumps(content, default=_default, separators=(",", ":")).encode()
 
 
 class JSONResponse(Response):
