@@ -186,3 +186,34 @@ async def test_a_late_notification_of_an_earlier_end_is_not_taken_as_the_answer(
     got = await waiting
     assert got.status is JobStatus.QUEUED  # read back, not the stale "dead"
     await r.aclose()
+
+
+async def test_batched_scripts_survive_a_script_flush() -> None:
+    """enqueue_many and complete_many send EVALSHA without asking SCRIPT EXISTS first: after
+    Redis drops its scripts (a restart, SCRIPT FLUSH) they load them and run exactly once."""
+    import redis.asyncio as aioredis
+
+    from redis_support import own_redis
+
+    with own_redis(durable=False) as server:
+        q = from_url(server.url)
+        r = aioredis.Redis.from_url(server.url)
+        try:
+            await q.enqueue_many("m", [0])  # the scripts are known to Redis now
+            await r.script_flush()
+            jobs = await q.enqueue_many("m", [1, 2, 3])
+            assert await q.depth("m") == 4  # each enqueued once, none twice
+            claims = await q.claim("m", 4, wait_ms=0, lease_ms=5000, worker_id="w")
+            await r.script_flush()
+            oks = await q.complete_many([(c.job.id, c.token, c.job.input) for c in claims])
+            assert oks == [True] * 4
+            for job in jobs:
+                done = await q.get(job.id)
+                assert done is not None and done.status is JobStatus.SUCCEEDED
+                assert done.result == job.input
+            # Fenced as before: a second completion with the same token is refused.
+            again = await q.complete_many([(claims[0].job.id, claims[0].token, "late")])
+            assert again == [False]
+        finally:
+            await r.aclose()
+            await q.close()

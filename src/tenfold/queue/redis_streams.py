@@ -182,6 +182,43 @@ class RedisQueue:
         self._redis()
         return await self._call(self._scripts[name](keys=[], args=[self.prefix, *args]))
 
+    async def _script_many(self, name: str, arg_lists: Sequence[Sequence[Any]]) -> list[Any]:
+        """Script ``name`` once per argument list, in one pipelined round trip.
+
+        ``EVALSHA`` straight away: redis-py's script pipelines first ask ``SCRIPT EXISTS``,
+        a second round trip on every call (a batch's results are written this way). A
+        script Redis no longer holds (a restart, ``SCRIPT FLUSH``) fails ``NOSCRIPT``
+        without running, so those calls are safe to run again once it is loaded.
+        """
+        import redis.exceptions as rexc
+
+        client = self._redis()
+        script = self._scripts[name]
+        results: list[Any] = [None] * len(arg_lists)
+        todo = list(range(len(arg_lists)))
+
+        async def run(indices: list[int]) -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for i in indices:
+                    pipe.evalsha(script.sha, 0, self.prefix, *arg_lists[i])
+                return list(await pipe.execute(raise_on_error=False))
+
+        for _ in range(3):
+            out = await self._call(run(todo))
+            missing = []
+            for i, got in zip(todo, out, strict=True):
+                if isinstance(got, rexc.NoScriptError):
+                    missing.append(i)
+                elif isinstance(got, Exception):
+                    raise got
+                else:
+                    results[i] = got
+            if not missing:
+                return results
+            await self._call(client.script_load(script.script))
+            todo = missing
+        raise QueueUnavailable(f"redis queue {self.url}: script {name} keeps disappearing")
+
     def _key(self, kind: str, model: str) -> str:
         return f"{self.prefix}:{kind}:{model}"
 
@@ -226,23 +263,11 @@ class RedisQueue:
         return Job.new(job_id, model, codec.loads(payload), now, idempotency_key), True
 
     async def enqueue_many(self, model: str, inputs: Sequence[JSONValue]) -> list[Job]:
-        client = self._redis()
         now = self._now()
         payloads = [codec.dumps(x) for x in inputs]
         ids = [new_job_id(now) for _ in inputs]
-        script = self._scripts["ENQUEUE"]
-
-        async def run() -> None:
-            async with client.pipeline(transaction=False) as pipe:
-                for job_id, payload in zip(ids, payloads, strict=True):
-                    await script(
-                        keys=[],
-                        args=[self.prefix, job_id, model, payload, _f(now), ""],
-                        client=pipe,
-                    )
-                await pipe.execute()
-
-        await self._call(run())
+        pairs = zip(ids, payloads, strict=True)
+        await self._script_many("ENQUEUE", [[i, model, x, _f(now), ""] for i, x in pairs])
         return [
             Job.new(job_id, model, codec.loads(payload), now)
             for job_id, payload in zip(ids, payloads, strict=True)
@@ -326,20 +351,14 @@ class RedisQueue:
         return bool(got)
 
     async def complete_many(self, results: Sequence[tuple[str, str, JSONValue]]) -> list[bool]:
-        client = self._redis()
         now = self._now()
         ttl = self.config.result_ttl_s
-        script = self._scripts["COMPLETE"]
-        payloads = [(job_id, token, codec.dumps(r)) for job_id, token, r in results]
-
-        async def run() -> list[Any]:
-            async with client.pipeline(transaction=False) as pipe:
-                for job_id, token, payload in payloads:
-                    args = [self.prefix, job_id, token, payload, _f(now), _f(now + ttl)]
-                    await script(keys=[], args=[*args, int(ttl * 1000), GROUP], client=pipe)
-                return list(await pipe.execute())
-
-        return [bool(x) for x in await self._call(run())]
+        tail = [_f(now), _f(now + ttl), int(ttl * 1000), GROUP]
+        out = await self._script_many(
+            "COMPLETE",
+            [[job_id, token, codec.dumps(r), *tail] for job_id, token, r in results],
+        )
+        return [bool(x) for x in out]
 
     async def fail(
         self, job_id: str, token: str, error: JobError, *, retryable: bool = True
@@ -489,7 +508,8 @@ class RedisQueue:
     async def _listen(self, pubsub: Any) -> None:
         try:
             while not self._closed:
-                message = await pubsub.get_message(timeout=1.0)
+                # No timeout: each timed read would set up (and cancel) a timer per message.
+                message = await pubsub.get_message(timeout=None)
                 if message is None or message.get("type") != "message":
                     continue
                 job_id, _, fields = str(message["data"]).partition(" ")
