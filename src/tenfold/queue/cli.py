@@ -42,7 +42,9 @@ def worker_command(
     target: str = typer.Argument(..., help="MODULE:CLASS, or an example: embed, classify"),
     queue: str = QUEUE_OPTION,
     max_batch_size: int | None = typer.Option(None, help="Jobs per batch (model default)"),
-    batch_timeout_ms: float | None = typer.Option(None, help="Wait to fill a batch"),
+    batch_timeout_ms: float | None = typer.Option(
+        None, help="A partial batch waits this long once, then tops up (model default)"
+    ),
     lease_ms: float = typer.Option(30_000.0, help="Lease per claim; renewed by heartbeats"),
     idle_wait_ms: float = typer.Option(1_000.0, help="How long one claim waits for work"),
     grace_s: float = typer.Option(30.0, help="On SIGTERM: time to finish the batch"),
