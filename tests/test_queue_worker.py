@@ -92,13 +92,22 @@ class _CountingClaims:
         return await self.inner.claim(*args, **kwargs)
 
 
-async def test_a_partial_batch_lingers_once_and_a_full_one_runs_at_once(url: str) -> None:
-    q: QueueBackend = from_url(url)
+def _batching_worker(
+    q: QueueBackend, batch_timeout_ms: float
+) -> tuple[Worker, _Batches, _CountingClaims]:
+    """A worker of batches of up to 4 over ``q``, its model, and its claim counter."""
     counted = _CountingClaims(q)
     model = _Batches()
     model.load()
-    config = WorkerConfig(max_batch_size=4, batch_timeout_ms=400, idle_wait_ms=50, lease_ms=5000)
-    worker = Worker(model, counted, config)  # type: ignore[arg-type]
+    config = WorkerConfig(
+        max_batch_size=4, batch_timeout_ms=batch_timeout_ms, idle_wait_ms=50, lease_ms=5000
+    )
+    return Worker(model, counted, config), model, counted  # type: ignore[arg-type]
+
+
+async def test_a_partial_batch_lingers_once_and_a_full_one_runs_at_once(url: str) -> None:
+    q: QueueBackend = from_url(url)
+    worker, model, counted = _batching_worker(q, batch_timeout_ms=400)
     try:
         await q.enqueue("batches", 1)
         one = asyncio.create_task(worker.run_once())
@@ -121,11 +130,7 @@ async def test_a_partial_batch_lingers_once_and_a_full_one_runs_at_once(url: str
 
 async def test_stop_during_the_linger_runs_the_held_batch_and_claims_no_more(url: str) -> None:
     q: QueueBackend = from_url(url)
-    counted = _CountingClaims(q)
-    model = _Batches()
-    model.load()
-    config = WorkerConfig(max_batch_size=4, batch_timeout_ms=5000, idle_wait_ms=50, lease_ms=5000)
-    worker = Worker(model, counted, config)  # type: ignore[arg-type]
+    worker, model, counted = _batching_worker(q, batch_timeout_ms=5000)
     try:
         held = await q.enqueue("batches", 1)
         one = asyncio.create_task(worker.run_once())
