@@ -217,3 +217,43 @@ async def test_batched_scripts_survive_a_script_flush() -> None:
         finally:
             await r.aclose()
             await q.close()
+
+
+class _SteppingClock:
+    """Each reading is ``step`` seconds after the previous one (time passing between the
+    steps of one operation)."""
+
+    def __init__(self, start: float, step: float) -> None:
+        self.t, self.step = start, step
+
+    def now(self) -> float:
+        t, self.t = self.t, self.t + self.step
+        return t
+
+
+async def test_a_resubmission_as_the_earlier_job_expires_gets_that_job_not_a_phantom() -> None:
+    """The enqueue script finds the earlier job of the key alive and returns it in the same
+    atomic step; a read after the script could find it expired and answer with an id that
+    was never stored."""
+    from tenfold.clock import FakeClock
+    from tenfold.queue import QueueConfig
+
+    prefix = unique_prefix()
+    url = f"{REDIS_URL}?prefix={prefix}"
+    config = QueueConfig(result_ttl_s=10.0)
+    setup = from_url(url, config=config, clock=FakeClock(start=1000.0))
+    try:
+        first = await setup.enqueue("m", 1, idempotency_key="k")
+        [c] = await setup.claim("m", 1, wait_ms=0, lease_ms=5000, worker_id="w")
+        assert await setup.complete(first.id, c.token, "done")  # expires at 1010.0
+        # Readings: 1008.5 (the new id), 1009.5 (the script: alive), 1010.5 (a read: gone).
+        racing = from_url(url, config=config, clock=_SteppingClock(1008.5, 1.0))
+        try:
+            again = await racing.enqueue("m", 1, idempotency_key="k")
+        finally:
+            await racing.close()
+        assert again.id == first.id and again.status is JobStatus.SUCCEEDED
+        assert again.result == "done"
+    finally:
+        await setup.close()
+        delete_prefix(prefix)
