@@ -378,24 +378,9 @@ def bench_celery(args: argparse.Namespace, tmp: str, env: dict[str, str]) -> Any
         log.close()
 
 
-def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    if args.jobs is None:
-        args.jobs = 3000 if args.model == "classify" else 1000
-    if args.warmup is None:
-        args.warmup = 200 if args.model == "classify" else 64
-    return args
-
-
-def options(model: str) -> argparse.Namespace:
-    """The command line's defaults for ``model`` (for queue_bench.py)."""
-    return fill_defaults(
-        argparse.Namespace(
-            model=model, jobs=None, warmup=None, tenfold_db=5, celery_db=6, timeout_s=300.0
-        )
-    )
-
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``argv``; ``None``: ``sys.argv``), with the per-model defaults
+    filled in. queue_bench.py calls it with ``["--model", name]``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", choices=("classify", "embed"), default="classify")
     parser.add_argument("--jobs", type=int, default=None, help="[classify 3000, embed 1000]")
@@ -405,8 +390,16 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=300)
     parser.add_argument("--client", choices=("tenfold", "celery"), help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    fill_defaults(args)
+    args = parser.parse_args(argv)
+    if args.jobs is None:
+        args.jobs = 3000 if args.model == "classify" else 1000
+    if args.warmup is None:
+        args.warmup = 200 if args.model == "classify" else 64
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.client == "tenfold":
         print(json.dumps(client_tenfold(args.target, args.model, args.jobs, args.warmup)))
         return

@@ -246,8 +246,8 @@ async def test_a_resubmission_as_the_earlier_job_expires_gets_that_job_not_a_pha
         first = await setup.enqueue("m", 1, idempotency_key="k")
         [c] = await setup.claim("m", 1, wait_ms=0, lease_ms=5000, worker_id="w")
         assert await setup.complete(first.id, c.token, "done")  # expires at 1010.0
-        # Readings: 1008.5 (the new id), 1009.5 (the script: alive), 1010.5 (a read: gone).
-        racing = from_url(url, config=config, clock=_SteppingClock(1008.5, 1.0))
+        # Readings: 1009.5 (the enqueue: alive), then 1010.5 (any read after it: gone).
+        racing = from_url(url, config=config, clock=_SteppingClock(1009.5, 1.0))
         try:
             again = await racing.enqueue("m", 1, idempotency_key="k")
         finally:

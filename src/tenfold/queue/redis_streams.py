@@ -235,23 +235,22 @@ class RedisQueue:
         *,
         max_depth: int | None = None,
     ) -> Job:
-        job, _ = await self._enqueue(
-            new_job_id(self._now()), model, input, idempotency_key, max_depth
-        )
+        now = self._now()
+        job, _ = await self._enqueue(new_job_id(now), now, model, input, idempotency_key, max_depth)
         return job
 
     async def _enqueue(
         self,
         job_id: str,
+        now: float,
         model: str,
         input: JSONValue,
         idempotency_key: str | None,
         max_depth: int | None,
     ) -> tuple[Job, bool]:
-        """Enqueue as ``job_id``: the job and whether it is that new one (``False``: an
-        earlier job with the same idempotency key)."""
+        """Enqueue as ``job_id`` at ``now``: the job and whether it is that new one
+        (``False``: an earlier job with the same idempotency key)."""
         payload = codec.dumps(input)
-        now = self._now()
         limit = "" if max_depth is None else str(int(max_depth))
         got = await self._script(
             "ENQUEUE", job_id, model, payload, _f(now), idempotency_key or "", limit
@@ -437,11 +436,12 @@ class RedisQueue:
         # after the enqueue: no first read. One round trip fewer than enqueue + wait.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait_s)
-        job_id = new_job_id(self._now())
+        now = self._now()
+        job_id = new_job_id(now)
         watch = self._watch(job_id)
         try:
             await self._ensure_listener()
-            job, fresh = await self._enqueue(job_id, model, input, idempotency_key, max_depth)
+            job, fresh = await self._enqueue(job_id, now, model, input, idempotency_key, max_depth)
             if not fresh:  # an idempotent resubmission: wait on the earlier job
                 return await wait_accepted(self, job, deadline - loop.time())
             try:
