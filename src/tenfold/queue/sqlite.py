@@ -571,8 +571,15 @@ class SqliteQueue:
             self._waiting -= 1
 
     async def _watch(self) -> None:
-        """Notify waiters when another process commits; stop when nobody waits."""
+        """Notify waiters when another process commits; stop when nobody waits.
+
+        A waiter read the state before this watcher took its baseline, so another
+        process may have committed in between, unseen by both: the baseline is
+        followed by one notification, and the waiters read again (seen in CI: a
+        completion in that gap waited for the 1 s fallback).
+        """
         last = await self._call(self._data_version)
+        self._changed.notify()
         while self._waiting > 0 and not self._closed:
             await asyncio.sleep(self.config.poll_interval_ms / 1000)
             try:
