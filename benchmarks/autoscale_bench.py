@@ -13,7 +13,9 @@ peak keeps ``--peak-workers`` workers 95% busy (the base load then half-fills th
 warm workers), through the same
 policy and alert objects the local scaler runs, and prints p99 wait, minutes over the
 2-minute wait SLO and worker-hours against static provisioning for the peak, first for
-the seed rules and then for other sustained-for windows.
+the seed rules and then for other sustained-for windows. The same windows then replay
+``daily_cycle`` scaled the same way, counting scale events: shorter windows that help on the
+spike also scale far more often, and cost more, on smooth traffic.
 Target: seed rules keep p99 wait < 120 s with <= 50% of the static-peak worker-hours.
 """
 
@@ -156,12 +158,27 @@ def main() -> None:
             if startup is None
             else replace(base, simulate=replace(base.simulate, worker_startup_s=startup))
         )
-        seed = _table(trace, service, cfg, label)
+        seed = _table(trace, service, cfg, f"{label}, spike_10x")
         verdicts.append((label, seed))
     # How the seed rules fare as the spike grows (measured start-up), and as the quiet
     # hours around it grow (the shipped 4 h, or the same spike within 8 h or a day): is
     # there any size of 10x spike for which they meet both targets?
     measured = replace(base, simulate=replace(base.simulate, worker_startup_s=round(startup_s, 1)))
+    # The other side of short windows: on smooth traffic they chase every wobble.
+    daily = load_trace(example_trace_path("daily_cycle"))
+    if args.peak_workers:
+        factor = args.peak_workers * 0.95 * service.items_per_s / daily.peak_qps
+        daily = Trace(daily.times_s, tuple(q * factor for q in daily.qps))
+    for label, cfg in (
+        (f"start-up {startup_s:.0f} s (measured here)", measured),
+        (f"start-up {base.simulate.worker_startup_s:g} s (config default)", base),
+    ):
+        _table(
+            daily,
+            service,
+            cfg,
+            f"{label}, daily_cycle: 24 h, {min(daily.qps[:-1]):.0f} -> {daily.peak_qps:.0f} qps",
+        )
     horizons_h = (4, 8, 24)
     print()
     print(f"seed rules by spike size and trace length (start-up {startup_s:.0f} s):")
@@ -204,7 +221,7 @@ def _table(trace: Any, service: ServiceModel, base: AutoscaleConfig, label: str)
     print(f"{label}, tick {base.tick_s:g} s:")
     header = (
         f"{'up window':>9} {'down window':>11} {'p50 wait':>8} {'p99 wait':>8} "
-        f"{'SLO min':>7} {'peak w':>6} {'worker-h':>8} {'static-h':>8} {'ratio':>6}"
+        f"{'SLO min':>7} {'peak w':>6} {'worker-h':>8} {'static-h':>8} {'ratio':>6} {'scalings':>8}"
     )
     print(header)
     seed = None
@@ -222,7 +239,8 @@ def _table(trace: Any, service: ServiceModel, base: AutoscaleConfig, label: str)
             print(
                 f"{up_s:>8}s {down_s:>10}s {s.wait_p50_s:>7g}s {s.wait_p99_s:>7g}s "
                 f"{s.slo_minutes_violated:>7} {s.peak_workers:>6} {s.worker_hours:>8.2f} "
-                f"{s.static_peak_worker_hours:>8.2f} {s.worker_hours_vs_static:>6.2f}{mark}"
+                f"{s.static_peak_worker_hours:>8.2f} {s.worker_hours_vs_static:>6.2f} "
+                f"{s.scale_ups + s.scale_downs:>8}{mark}"
             )
     assert seed is not None
     return seed
