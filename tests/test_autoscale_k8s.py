@@ -4,6 +4,7 @@ import math
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def test_default_export_is_the_notes_mapping(tmp_path: Path) -> None:
     assert spec["minReplicaCount"] == 2 and spec["maxReplicaCount"] == 50
     assert "cooldownPeriod" not in spec  # it only governs scaling to/from zero
     assert spec["advanced"]["scalingModifiers"] == {
-        "formula": "lag > 100 ? 200 : (lag == 0 ? 0 : 100)",
+        "formula": "lag > 100 ? 5200 : (lag == 0 ? 0 : 100)",
         "target": "100",
         "metricType": "Value",
     }
@@ -100,7 +101,7 @@ def test_default_export_is_the_notes_mapping(tmp_path: Path) -> None:
         },
     }
     assert alerts["TenfoldQueueWaitHigh"]["labels"] == {"severity": "warning"}
-    assert alerts["TenfoldQueueWaitHigh"]["expr"].endswith(" > 30")
+    assert alerts["TenfoldQueueWaitHigh"]["expr"] == "max(tenfold_queue_wait_avg_seconds) > 30"
 
 
 def test_export_follows_the_config_file(tmp_path: Path) -> None:
@@ -142,9 +143,8 @@ summary = "deep"
 
 [autoscale.queue]
 url = "rediss://queue.internal:6380/3"
-model = "emb"
+model = "embed"
 prefix = "tf"
-group = "g"
 
 [autoscale.deploy]
 name = "emb"
@@ -156,9 +156,9 @@ worker_gpus = 1
     export(cfg, tmp_path / "out")
     docs = load_dir(tmp_path / "out")
     spec = docs["worker-scaledobject.yaml"]["spec"]
-    # min 1 < step 3: a doubling would add only 1 pod at 1 replica, so the formula asks x4.
+    # (max 8 + step 3) x 100: one ready pod already asks past the maximum.
     assert (
-        spec["advanced"]["scalingModifiers"]["formula"] == "lag >= 20 ? 400 : (lag < 5 ? 0 : 100)"
+        spec["advanced"]["scalingModifiers"]["formula"] == "lag >= 20 ? 1100 : (lag < 5 ? 0 : 100)"
     )
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 30
@@ -167,8 +167,8 @@ worker_gpus = 1
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 8)
     assert spec["triggers"][0]["metadata"] == {
         "address": "queue.internal:6380",
-        "stream": "tf:stream:emb",
-        "consumerGroup": "g",
+        "stream": "tf:stream:embed",
+        "consumerGroup": "workers",
         "lagCount": "100",
         "databaseIndex": "3",
         "enableTLS": "true",
@@ -211,6 +211,94 @@ worker_gpus = 1
 def test_rules_keda_cannot_express_are_refused(rules: tuple[ScaleRule, ...], match: str) -> None:
     with pytest.raises(ExportError, match=match):
         keda_mapping(AutoscaleConfig(scaling=ScalingConfig(rules=rules)))
+
+
+def _args(docs: dict[str, Any], name: str) -> list[str]:
+    return list(docs[name]["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_processes_use_the_queue_keda_watches(tmp_path: Path) -> None:
+    """The workers read the stream KEDA measures (queue name and key prefix), finish their
+    batch inside the pod's grace period, and the API leaves the queue to them."""
+    cfg = AutoscaleConfig(queue=QueueTarget(url="redis://r:6379/2", model="embed", prefix="tf"))
+    export(cfg, tmp_path)
+    docs = load_dir(tmp_path)
+    stream = docs["worker-scaledobject.yaml"]["spec"]["triggers"][0]["metadata"]["stream"]
+    assert stream == "tf:stream:embed"
+    worker = _args(docs, "worker-deployment.yaml")
+    assert worker == [
+        "tenfold",
+        "worker",
+        "tenfold.examples.embed:Embed",
+        "--queue",
+        "redis://r:6379/2?prefix=tf",
+        "--queue-name",
+        "embed",
+        "--grace-s",
+        "110",  # inside the pod's 120 s terminationGracePeriodSeconds
+        "--metrics-port",
+        "9100",
+    ]
+    template = docs["worker-deployment.yaml"]["spec"]["template"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == "9100"
+    assert template["spec"]["containers"][0]["ports"] == [
+        {"name": "metrics", "containerPort": 9100}
+    ]
+    api = _args(docs, "api-deployment.yaml")
+    assert api[api.index("--queue") + 1] == "redis://r:6379/2?prefix=tf"
+    assert "--no-local-workers" in api
+    # What the worker is given opens the queue KEDA watches.
+    from tenfold.queue import from_url
+
+    q = from_url(worker[4])
+    assert q._key("stream", "embed") == stream  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("queue", "match"),
+    [
+        (QueueTarget(url="redis://r:6379/0?prefix=a", prefix="b"), "prefix='a'"),
+        (QueueTarget(url="redis://r:6379/0", group="g"), "queue.group must be 'workers'"),
+        (QueueTarget(url="redis://r:6379/0", model="emb"), "serves 'embed'"),
+    ],
+)
+def test_queue_names_the_processes_cannot_follow_are_refused(
+    tmp_path: Path, queue: QueueTarget, match: str
+) -> None:
+    with pytest.raises(ExportError, match=match):
+        export(AutoscaleConfig(queue=queue), tmp_path)
+
+
+def test_a_password_stays_in_a_secret(tmp_path: Path) -> None:
+    cfg = AutoscaleConfig(queue=QueueTarget(url="redis://app:s3cret@r:6379/0", model="embed"))
+    export(cfg, tmp_path)
+    text = "".join(p.read_text() for p in tmp_path.glob("*.yaml"))
+    assert "s3cret" not in text
+    docs = load_dir(tmp_path)
+    env = [
+        {
+            "name": "TENFOLD_QUEUE_URL",
+            "valueFrom": {"secretKeyRef": {"name": "tenfold-queue", "key": "url"}},
+        }
+    ]
+    for name in ("api-deployment.yaml", "worker-deployment.yaml"):
+        container = docs[name]["spec"]["template"]["spec"]["containers"][0]
+        assert container["env"] == env
+        assert container["args"][container["args"].index("--queue") + 1] == "$(TENFOLD_QUEUE_URL)"
+    (trigger,) = docs["worker-scaledobject.yaml"]["spec"]["triggers"]
+    assert trigger["authenticationRef"] == {"name": "tenfold-queue"}
+    auth = docs["queue-triggerauthentication.yaml"]
+    assert auth["kind"] == "TriggerAuthentication" and auth["metadata"]["name"] == "tenfold-queue"
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "username", "name": "tenfold-queue", "key": "username"},
+        {"parameter": "password", "name": "tenfold-queue", "key": "password"},
+    ]
+
+
+def test_scale_to_zero_is_refused() -> None:
+    scaling = replace(AutoscaleConfig().scaling, min_workers=0)
+    with pytest.raises(ExportError, match="min_workers must be >= 1"):
+        keda_mapping(AutoscaleConfig(scaling=scaling))
 
 
 def test_sqlite_queue_cannot_be_exported() -> None:
@@ -256,7 +344,10 @@ def _eval_formula(formula: str, lag: float) -> float:
 
 
 class HpaModel:
-    def __init__(self, scaled_object: dict[str, Any], replicas: int) -> None:
+    """``startup_s``: a new pod is ready (counted by the HPA) this long after it is added;
+    the HPA multiplies the usage ratio by the *ready* pods (getUsageRatioReplicaCount)."""
+
+    def __init__(self, scaled_object: dict[str, Any], replicas: int, startup_s: float = 0) -> None:
         spec = scaled_object["spec"]
         self.formula = spec["advanced"]["scalingModifiers"]["formula"]
         self.target = float(spec["advanced"]["scalingModifiers"]["target"])
@@ -264,12 +355,15 @@ class HpaModel:
         self.up, self.down = b["scaleUp"], b["scaleDown"]
         self.min, self.max = spec["minReplicaCount"], spec["maxReplicaCount"]
         self.replicas = replicas
+        self.startup_s = startup_s
+        self.pods_added_at = [-math.inf] * replicas
         self.recs: list[tuple[float, int]] = []
         self.events: list[tuple[float, int]] = []
 
     def sync(self, now: float, lag: int) -> int:
         ratio = _eval_formula(self.formula, lag) / self.target
-        raw = self.replicas if abs(ratio - 1.0) <= 0.1 else math.ceil(ratio * self.replicas)
+        ready = sum(1 for t in self.pods_added_at if t + self.startup_s <= now)
+        raw = self.replicas if abs(ratio - 1.0) <= 0.1 else math.ceil(ratio * ready)
         raw = max(self.min, min(self.max, raw))
         self.recs.append((now, raw))
         up_cut = now - self.up["stabilizationWindowSeconds"]
@@ -288,6 +382,8 @@ class HpaModel:
             desired = max(desired, self.replicas + removed - p["value"])
         if desired != self.replicas:
             self.events.append((now, desired - self.replicas))
+            self.pods_added_at.sort()  # scale-in removes the newest (not yet ready) first
+            self.pods_added_at = self.pods_added_at[:desired] + [now] * (desired - self.replicas)
             self.replicas = desired
         return self.replicas
 
@@ -303,11 +399,15 @@ def _backlog_trace() -> list[int]:
     return lag
 
 
-@pytest.mark.parametrize("sync_s", [1, 15])
-def test_exported_scaledobject_tracks_the_rule_policy(tmp_path: Path, sync_s: int) -> None:
+@pytest.mark.parametrize(("sync_s", "startup_s"), [(1, 0), (15, 0), (1, 300), (15, 300)])
+def test_exported_scaledobject_tracks_the_rule_policy(
+    tmp_path: Path, sync_s: int, startup_s: float
+) -> None:
+    """Also while new pods are not ready yet (start-up longer than the up window): the
+    HPA then counts fewer ready pods than replicas, and must still add +2 per window."""
     export(AutoscaleConfig(), tmp_path)
     so = yaml.safe_load((tmp_path / "worker-scaledobject.yaml").read_text())
-    hpa = HpaModel(so, replicas=6)
+    hpa = HpaModel(so, replicas=6, startup_s=startup_s)
     policy = RulePolicy()
     state = policy.initial_state(6)
     ours: list[tuple[int, int]] = []

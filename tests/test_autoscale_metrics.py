@@ -15,9 +15,7 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
 def test_metrics_names_and_values() -> None:
     registry = CollectorRegistry()
     m = AutoscaleMetrics(registry, SEED_ALERTS)
-    m.observe_queue(QueueObservation(depth=150, oldest_age_s=42.5, avg_wait_s=3.0, workers=2))
-    m.observe_wait(3.0)
-    m.observe_wait(200.0)
+    m.observe_queue(QueueObservation(depth=150, oldest_age_s=42.5, avg_wait_s=7.5, workers=2))
     m.set_workers(running=4, draining=1)
     m.record_decision(6, Direction.UP)
     m.record_decision(6, None)
@@ -28,8 +26,7 @@ def test_metrics_names_and_values() -> None:
 
     assert sample(registry, "tenfold_queue_depth") == 150
     assert sample(registry, "tenfold_queue_oldest_age_seconds") == 42.5
-    assert sample(registry, "tenfold_queue_wait_seconds_count") == 2
-    assert sample(registry, "tenfold_queue_wait_seconds_bucket", le="5.0") == 1
+    assert sample(registry, "tenfold_queue_wait_avg_seconds") == 7.5
     assert sample(registry, "tenfold_workers", state="running") == 4
     assert sample(registry, "tenfold_workers", state="draining") == 1
     assert sample(registry, "tenfold_autoscaler_desired_workers") == 5
@@ -47,7 +44,7 @@ def test_metrics_names_and_values() -> None:
     assert names == {
         "tenfold_queue_depth",
         "tenfold_queue_oldest_age_seconds",
-        "tenfold_queue_wait_seconds",
+        "tenfold_queue_wait_avg_seconds",
         "tenfold_workers",
         "tenfold_autoscaler_desired_workers",
         "tenfold_autoscaler_scale_events",

@@ -171,3 +171,88 @@ def _cumsum(xs: list[float]) -> list[float]:
         total += x
         out.append(total)
     return out
+
+
+def events(
+    policy: RulePolicy, start: int, rows: list[tuple[float, int]]
+) -> list[tuple[float, str | None, int]]:
+    """Feed ``(now, depth)`` rows; return ``(now, rule, desired)`` for each change."""
+    state = policy.initial_state(start)
+    out = []
+    for now, depth in rows:
+        d = policy.decide(state, QueueObservation(depth=depth), now)
+        state = d.state
+        if d.direction is not None:
+            out.append((now, d.rule, d.desired_workers))
+    return out
+
+
+BACKLOG = ScaleRule("backlog", Metric.DEPTH, Comparison.GT, 100, sustained_for_s=120, step=2)
+FLOOD = ScaleRule("flood", Metric.DEPTH, Comparison.GT, 1000, sustained_for_s=120, step=5)
+EMPTY = ScaleRule("empty", Metric.DEPTH, Comparison.EQ, 0, sustained_for_s=600, step=-1)
+IDLE = ScaleRule("idle", Metric.DEPTH, Comparison.LE, 5, sustained_for_s=600, step=-3)
+UP_1 = ScaleRule("up1", Metric.DEPTH, Comparison.GT, 100, sustained_for_s=0, step=1, cooldown_s=60)
+UP_3 = ScaleRule("up3", Metric.DEPTH, Comparison.GT, 1000, sustained_for_s=0, step=3, cooldown_s=60)
+
+
+def every(step: int, until: int, depth: int, start: int = 0) -> list[tuple[float, int]]:
+    return [(float(t), depth) for t in range(start, until, step)]
+
+
+# Several rules of one direction: the largest ready step wins, and the rules it beat
+# start over with it (window and cooldown), whatever the tick spacing.
+SAME_DIRECTION_TABLE = [
+    pytest.param(
+        (BACKLOG, FLOOD),
+        2,
+        every(5, 250, 5000),
+        [(120, "flood", 7), (240, "flood", 12)],
+        id="both ready: +5 only, again one window later (5 s ticks)",
+    ),
+    pytest.param(
+        (BACKLOG, FLOOD),
+        2,
+        every(1, 250, 5000),
+        [(120, "flood", 7), (240, "flood", 12)],
+        id="the same with 1 s ticks",
+    ),
+    pytest.param(
+        (BACKLOG, FLOOD),
+        2,
+        every(60, 250, 5000),
+        [(120, "flood", 7), (240, "flood", 12)],
+        id="the same with 60 s ticks",
+    ),
+    pytest.param(
+        (BACKLOG, FLOOD),
+        2,
+        every(5, 60, 500) + every(5, 310, 5000, start=60),
+        [(120, "backlog", 4), (180, "flood", 9), (240, "backlog", 11), (300, "flood", 16)],
+        id="a rule not yet ready keeps its own window",
+    ),
+    pytest.param(
+        (UP_1, UP_3),
+        2,
+        every(5, 130, 5000),
+        [(0, "up3", 5), (60, "up3", 8), (120, "up3", 11)],
+        id="cooldown-only rules: the loser's cooldown runs too",
+    ),
+    pytest.param(
+        (EMPTY, IDLE),
+        10,
+        every(30, 1230, 0),
+        [(600, "idle", 7), (1200, "idle", 4)],
+        id="down: -3 only, again one window later",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rules", "start", "rows", "expected"), SAME_DIRECTION_TABLE)
+def test_the_largest_step_wins_and_the_others_start_over(
+    rules: tuple[ScaleRule, ...],
+    start: int,
+    rows: list[tuple[float, int]],
+    expected: list[tuple[float, str, int]],
+) -> None:
+    policy = RulePolicy(ScalingConfig(rules=rules, min_workers=1, max_workers=50))
+    assert events(policy, start, rows) == expected

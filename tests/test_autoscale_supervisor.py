@@ -160,3 +160,21 @@ def test_local_scaler_follows_the_policy(make_supervisor: Callable[..., WorkerSu
     )
     assert registry.get_sample_value("tenfold_autoscaler_desired_workers") == 1
     assert [a["alert"] for a in store.snapshot()["recent"]] == ["queue_stalled"]
+
+
+@pytest.mark.slow
+def test_shutdown_waits_one_grace_period_for_all_stuck_workers(
+    tmp_path: Path, make_supervisor: Callable[..., WorkerSupervisor]
+) -> None:
+    sup = make_supervisor(mode="ignore", grace_s=1.0)
+    sup.reconcile(4)
+    wait_until(lambda: len(events(tmp_path / "log", "started")) == 4)  # handlers installed
+    pids = sup.pids()
+    started = time.monotonic()
+    sup.shutdown()
+    took = time.monotonic() - started
+    assert 1.0 <= took < 2.0  # one grace period in all, not one per worker
+    assert sup.counts.killed == 4 and sup.counts.drained == 0 and sup.running == 0
+    for pid in pids:  # killed and reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -92,7 +92,7 @@ def test_autoscaled_worker_command_carries_the_model_settings() -> None:
     model = ModelSettings(
         target="classify", workers=1, max_batch_size=8, options={"threshold": 0.5}
     )
-    argv = worker_argv(model, "sqlite:///q.db", "iris")
+    argv = worker_argv(model, "sqlite:///q.db", "iris", kill_after_s=60)
     assert argv[1:] == [
         "-m",
         "tenfold.queue.cli",
@@ -102,6 +102,8 @@ def test_autoscaled_worker_command_carries_the_model_settings() -> None:
         "sqlite:///q.db",
         "--queue-name",
         "iris",
+        "--grace-s",
+        "50",  # finishes its batch inside the supervisor's 60 s before SIGKILL
         "--max-batch-size",
         "8",
         "--options",

@@ -258,3 +258,48 @@ async def test_sigterm_releases_the_batch_after_grace(tmp_path: Path) -> None:
         assert back is not None and back.status is JobStatus.QUEUED and back.attempts == 0
     finally:
         await q.close()
+
+
+async def test_the_worker_observes_each_claimed_jobs_queue_wait(tmp_path: Path) -> None:
+    """What ``tenfold worker --metrics-port`` exports as tenfold_queue_wait_seconds."""
+    from tenfold.clock import FakeClock
+    from tenfold.queue.sqlite import SqliteQueue
+
+    clock = FakeClock(1_000.0)
+    q = SqliteQueue(tmp_path / "q.db", clock=clock)
+    waits: list[float] = []
+    model = _Batches()
+    model.load()
+    worker = Worker(
+        model,
+        q,
+        WorkerConfig(max_batch_size=4, batch_timeout_ms=0, idle_wait_ms=0),
+        observe_wait=waits.append,
+    )
+    try:
+        await q.enqueue("batches", 1)
+        clock.advance(2.0)
+        await q.enqueue("batches", 2)
+        clock.advance(0.5)
+        assert await worker.run_once() == 2
+    finally:
+        await q.close()
+    assert sorted(waits) == [0.5, 2.5]
+
+
+def test_worker_metrics_port_serves_the_wait_histogram() -> None:
+    import urllib.request
+
+    from tenfold.queue.worker import serve_metrics
+
+    observe, server = serve_metrics(0)
+    try:
+        observe(3.0)
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url) as response:
+            body = response.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert b"tenfold_queue_wait_seconds_count 1.0" in body
+    assert b'tenfold_queue_wait_seconds_bucket{le="5.0"} 1.0' in body

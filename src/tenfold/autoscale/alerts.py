@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tenfold.autoscale.observation import Comparison, Metric, QueueObservation
+from tenfold.autoscale.rules import require_real
 
 
 class Severity(StrEnum):
@@ -43,10 +44,14 @@ class AlertRule:
     summary: str
 
     def __post_init__(self) -> None:
-        if not self.name.isidentifier():
+        if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"alert name must be an identifier (snake_case), got {self.name!r}")
+        require_real(self.threshold, f"alert {self.name!r}: threshold")
+        require_real(self.for_s, f"alert {self.name!r}: for_s")
         if self.for_s < 0:
-            raise ValueError(f"alert {self.name!r}: for_s must be >= 0")
+            raise ValueError(f"alert {self.name!r}: for_s must be >= 0, got {self.for_s!r}")
+        if not isinstance(self.summary, str):
+            raise ValueError(f"alert {self.name!r}: summary must be a string, got {self.summary!r}")
 
     def describe(self) -> str:
         return f"{self.metric.value} {self.comparison.value} {self.threshold:g}"

@@ -129,6 +129,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def standalone_worker_argv(target: str, queue: str, name: str, cfg: Any) -> list[str]:
+    """``tenfold autoscale``'s default worker: serves the queue the scaler watches
+    (``name``), and finishes its batch before the supervisor's SIGKILL."""
+    from tenfold.autoscale.scaler import worker_command
+    from tenfold.autoscale.supervisor import worker_grace_s
+
+    grace = worker_grace_s(cfg.local.grace_s)
+    return worker_command(target, queue, "--queue-name", name, "--grace-s", f"{grace:g}")
+
+
 @app.command()
 def autoscale(
     target: Annotated[str, typer.Argument(help="MODULE:CLASS the workers run")],
@@ -142,7 +152,7 @@ def autoscale(
     ] = None,
 ) -> None:
     """Run local worker processes, scaled on the queue's depth by the configured rules."""
-    from tenfold.autoscale.scaler import LocalScaler, worker_command
+    from tenfold.autoscale.scaler import LocalScaler
     from tenfold.autoscale.sinks import AlertSink, LogSink, WebhookSink
     from tenfold.autoscale.supervisor import WorkerSupervisor
 
@@ -154,7 +164,7 @@ def autoscale(
 
     cfg = _config(config)
     name = model or cfg.queue.model
-    argv = list(cfg.local.worker_argv) or worker_command(target, queue)
+    argv = list(cfg.local.worker_argv) or standalone_worker_argv(target, queue, name, cfg)
     sinks: list[AlertSink] = [LogSink()]
     hook = webhook or cfg.alert_webhook_url
     if hook:

@@ -56,7 +56,7 @@ from typing import Any, TypeVar
 
 from tenfold.autoscale.alerts import SEED_ALERTS, AlertRule, Severity
 from tenfold.autoscale.observation import Comparison, Metric
-from tenfold.autoscale.rules import ScaleRule, ScalingConfig
+from tenfold.autoscale.rules import ScaleRule, ScalingConfig, require_int, require_real
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +87,14 @@ class LocalConfig:
     """After SIGTERM a worker has this long to finish or release its batch; then SIGKILL."""
 
     def __post_init__(self) -> None:
+        argv = self.worker_argv
+        if not isinstance(argv, tuple) or not all(isinstance(a, str) for a in argv):
+            raise ValueError(
+                f"local.worker_argv must be a list of strings (one per argument), got {argv!r}"
+            )
+        require_real(self.grace_s, "local.grace_s")
         if self.grace_s <= 0:
-            raise ValueError("local.grace_s must be > 0")
+            raise ValueError(f"local.grace_s must be > 0, got {self.grace_s!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +115,15 @@ class DeployConfig:
     """How often KEDA reads the stream lag."""
 
     def __post_init__(self) -> None:
-        if ":" not in self.target:
+        for key in (
+            "api_replicas",
+            "api_port",
+            "worker_gpus",
+            "worker_grace_period_s",
+            "polling_interval_s",
+        ):
+            require_int(getattr(self, key), f"deploy.{key}")
+        if not isinstance(self.target, str) or ":" not in self.target:
             raise ValueError(f"deploy.target must be MODULE:CLASS, got {self.target!r}")
         if self.api_replicas < 1 or self.worker_gpus < 0 or self.worker_grace_period_s < 1:
             raise ValueError("deploy: api_replicas >= 1, worker_gpus >= 0, grace period >= 1 s")
@@ -128,6 +142,9 @@ class SimulateConfig:
     """Optional price per worker-hour for dollar figures in the summary (0: hours only)."""
 
     def __post_init__(self) -> None:
+        require_int(self.batch_size, "simulate.batch_size")
+        for key in ("worker_startup_s", "slo_wait_s", "wait_window_s", "worker_hour_price"):
+            require_real(getattr(self, key), f"simulate.{key}")
         if self.batch_size < 1 or self.worker_startup_s < 0 or self.slo_wait_s <= 0:
             raise ValueError("simulate: batch_size >= 1, worker_startup_s >= 0, slo_wait_s > 0")
         if self.wait_window_s <= 0:
@@ -147,8 +164,11 @@ class AutoscaleConfig:
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
 
     def __post_init__(self) -> None:
+        require_real(self.tick_s, "tick_s")
         if self.tick_s <= 0:
-            raise ValueError("tick_s must be > 0")
+            raise ValueError(f"tick_s must be > 0, got {self.tick_s!r}")
+        if self.alert_webhook_url is not None and not isinstance(self.alert_webhook_url, str):
+            raise ValueError(f"alert_webhook_url must be a string, got {self.alert_webhook_url!r}")
 
 
 class ConfigError(ValueError):
@@ -181,6 +201,12 @@ def _with_enums(data: Any, where: str, enums: Mapping[str, type[Enum]]) -> dict[
         raise ConfigError(f"{where}: bad or missing {'/'.join(enums)} ({exc})") from exc
 
 
+def _array(data: Any, where: str) -> list[Any]:
+    if not isinstance(data, list):
+        raise ConfigError(f"{where} must be an array of tables ([[{where}]]), got {data!r}")
+    return data
+
+
 def _rule(data: Any, where: str) -> ScaleRule:
     enums = {"metric": Metric, "comparison": Comparison}
     return _build(ScaleRule, _with_enums(data, where, enums), where)
@@ -200,13 +226,15 @@ def config_from_dict(table: dict[str, Any]) -> AutoscaleConfig:
     rules_data = data.pop("rules", None)
     if rules_data is not None:
         scaling_kwargs["rules"] = tuple(
-            _rule(r, f"autoscale.rules[{i}]") for i, r in enumerate(rules_data)
+            _rule(r, f"autoscale.rules[{i}]")
+            for i, r in enumerate(_array(rules_data, "autoscale.rules"))
         )
     kwargs: dict[str, Any] = {"scaling": _build(ScalingConfig, scaling_kwargs, "autoscale")}
     alerts_data = data.pop("alerts", None)
     if alerts_data is not None:
         kwargs["alerts"] = tuple(
-            _alert(a, f"autoscale.alerts[{i}]") for i, a in enumerate(alerts_data)
+            _alert(a, f"autoscale.alerts[{i}]")
+            for i, a in enumerate(_array(alerts_data, "autoscale.alerts"))
         )
     sections: tuple[tuple[str, type[Any]], ...] = (
         ("queue", QueueTarget),
@@ -217,8 +245,10 @@ def config_from_dict(table: dict[str, Any]) -> AutoscaleConfig:
     for key, cls in sections:
         if key in data:
             section = data.pop(key)
-            if key == "local" and isinstance(section, dict) and "worker_argv" in section:
-                section = {**section, "worker_argv": tuple(str(a) for a in section["worker_argv"])}
+            if key == "local" and isinstance(section, dict):
+                argv = section.get("worker_argv")
+                if isinstance(argv, list):  # TOML arrays are lists; LocalConfig checks the rest
+                    section = {**section, "worker_argv": tuple(argv)}
             kwargs[key] = _build(cls, section, f"autoscale.{key}")
     for key in ("tick_s", "alert_webhook_url"):
         if key in data:

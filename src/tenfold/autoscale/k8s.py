@@ -7,16 +7,26 @@ is what runs on the cluster. The step rules map onto KEDA exactly (NOTES §3):
 - trigger ``redis-streams`` on ``lagCount`` (the undelivered backlog, Redis 7+; not
   ``pendingEntriesCount``, which counts work in flight), named ``lag``;
 - ``advanced.scalingModifiers`` turns the lag into a three-valued signal with
-  ``metricType: Value`` and ``target: "100"``: *up* (the HPA would at least double),
-  *hold* (exactly the target: the HPA keeps the replica count) or *down* (0: the HPA
-  aims for the minimum); seed formula ``lag > 100 ? 200 : (lag == 0 ? 0 : 100)``;
+  ``metricType: Value`` and ``target: "100"``: *up* (large enough that the HPA aims past
+  ``maxReplicaCount`` from a single ready pod), *hold* (exactly the target: the HPA keeps
+  the replica count) or *down* (0: the HPA aims for the minimum); seed formula
+  ``lag > 100 ? 5200 : (lag == 0 ? 0 : 100)``. The HPA multiplies the ratio by the
+  *ready* pods, not the replicas (``getUsageRatioReplicaCount``), so an up value that only
+  doubled would stall while new pods start (after 2 -> 4 with two starting: ceil(2 x 2) =
+  4, no change), where the policy keeps adding;
 - HPA ``behavior`` turns the signal into steps: the scale-up stabilization window is
   the up rule's ``sustained_for_s`` (the HPA takes the *lowest* recommendation of the
   window, so the backlog must hold all of it), one ``Pods`` policy of ``step`` per
   ``max(sustained_for_s, cooldown_s)``; the same for scale-down with the *highest*
   recommendation, which also restarts the down window after a scale-up;
-- ``minReplicaCount`` / ``maxReplicaCount`` are the clamp. (``cooldownPeriod`` only
-  governs scaling to and from zero, so it is not used.)
+- ``minReplicaCount`` / ``maxReplicaCount`` are the clamp; ``min_workers`` must be at
+  least 1, because KEDA's own activation (0 <-> 1 replicas, ``cooldownPeriod``) does
+  not follow the rules.
+
+The processes read the same queue KEDA watches: the workers get ``--queue-name`` =
+``queue.model`` and the URL carries ``queue.prefix``; the API runs with
+``--no-local-workers`` (only the scaled workers consume the queue), and ``queue.model``
+must be the name the target model serves under (checked when the target imports here).
 
 Rules that KEDA cannot express exactly (another metric, several up rules, ...) are
 refused with :class:`ExportError` instead of being approximated.
@@ -28,17 +38,21 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
 from tenfold.autoscale.alerts import AlertRule
 from tenfold.autoscale.config import AutoscaleConfig
 from tenfold.autoscale.observation import Comparison, Metric
 from tenfold.autoscale.rules import ScaleRule
+from tenfold.autoscale.supervisor import worker_grace_s
+from tenfold.model import load_model_class
 
 KEDA_TARGET = 100
 """The neutral value of the modifier formula: at exactly the target the HPA holds."""
 TRIGGER_NAME = "lag"
-WAIT_RATE_WINDOW = "5m"
+WORKER_METRICS_PORT = 9100
+REDIS_GROUP = "workers"
+"""The consumer group tenfold workers read with (``tenfold.queue.redis_streams.GROUP``)."""
 
 
 class ExportError(ValueError):
@@ -93,10 +107,15 @@ def keda_mapping(config: AutoscaleConfig) -> KedaMapping:
         if down.comparison.holds(lowest_up, down.threshold):
             raise ExportError("the scale-up and scale-down conditions overlap")
 
-    # ceil(current * m) >= current + step for every current >= min_workers (and >= 1).
-    floor = max(1, scaling.min_workers)
-    multiplier = 2 if floor >= up.step else 1 + up.step
-    up_value = KEDA_TARGET * multiplier
+    if scaling.min_workers < 1:
+        raise ExportError(
+            "min_workers must be >= 1 for the KEDA export: scaling to and from zero is "
+            "KEDA's activation (cooldownPeriod, activationLagCount), which the rules do not "
+            f"express; got {scaling.min_workers}"
+        )
+    # The HPA wants ceil(ratio * ready pods): with one ready pod this already passes
+    # max_workers, so the Pods policy (+step per period) and maxReplicaCount decide.
+    up_value = KEDA_TARGET * (scaling.max_workers + up.step)
     up_test = f"{TRIGGER_NAME} {up.comparison.value} {_num(up.threshold)}"
     if down is None:
         formula = f"{up_test} ? {up_value} : {KEDA_TARGET}"
@@ -162,6 +181,83 @@ def _redis_trigger_metadata(config: AutoscaleConfig) -> dict[str, str]:
     return meta
 
 
+QUEUE_URL_ENV = "TENFOLD_QUEUE_URL"
+
+
+def queue_secret_name(config: AutoscaleConfig) -> str:
+    return f"{config.deploy.name}-queue"
+
+
+def has_credentials(config: AutoscaleConfig) -> bool:
+    return urlparse(config.queue.url).password is not None
+
+
+def process_queue_url(config: AutoscaleConfig) -> str:
+    """The queue URL the API and the workers get: ``queue.url`` carrying ``queue.prefix``,
+    so they use the stream KEDA watches (``{prefix}:stream:{model}``). A URL with a
+    password is never written into a manifest: the processes get ``$(TENFOLD_QUEUE_URL)``,
+    which the kubelet expands from the Secret ``{name}-queue`` (key ``url``)."""
+    if has_credentials(config):
+        _with_prefix(config)  # raises on a prefix mismatch; the Secret holds this URL
+        return f"$({QUEUE_URL_ENV})"
+    return _with_prefix(config)
+
+
+def _with_prefix(config: AutoscaleConfig) -> str:
+    url = urlparse(config.queue.url)
+    params = parse_qs(url.query)
+    given = params.get("prefix", [None])[-1]
+    if given is not None and given != config.queue.prefix:
+        raise ExportError(
+            f"queue.url says prefix={given!r} but queue.prefix is {config.queue.prefix!r}: "
+            "KEDA would watch another stream than the workers read"
+        )
+    if given is not None or config.queue.prefix == "tenfold":  # the queue's default prefix
+        return config.queue.url
+    query = urlencode({**{k: v[-1] for k, v in params.items()}, "prefix": config.queue.prefix})
+    return urlunparse(url._replace(query=query))
+
+
+def _queue_env(config: AutoscaleConfig) -> dict[str, Any]:
+    """The container's ``env`` entry carrying the queue URL from the Secret, if it needs one."""
+    if not has_credentials(config):
+        return {}
+    ref = {"name": queue_secret_name(config), "key": "url"}
+    return {"env": [{"name": QUEUE_URL_ENV, "valueFrom": {"secretKeyRef": ref}}]}
+
+
+def trigger_authentication(config: AutoscaleConfig) -> dict[str, Any]:
+    """KEDA reads the Redis password (and user) from the same Secret as the processes."""
+    url = urlparse(config.queue.url)
+    secret = queue_secret_name(config)
+    refs = [{"parameter": "password", "name": secret, "key": "password"}]
+    if url.username:
+        refs.insert(0, {"parameter": "username", "name": secret, "key": "username"})
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": _meta(config, secret, "worker"),
+        "spec": {"secretTargetRef": refs},
+    }
+
+
+def _check_queue_names(config: AutoscaleConfig) -> None:
+    if config.queue.group != REDIS_GROUP:
+        raise ExportError(
+            f"queue.group must be {REDIS_GROUP!r}, the consumer group tenfold workers read "
+            f"with; got {config.queue.group!r}"
+        )
+    try:
+        served = load_model_class(config.deploy.target).name
+    except ValueError:
+        return  # not importable here (the image has it): nothing to compare
+    if served != config.queue.model:
+        raise ExportError(
+            f"queue.model is {config.queue.model!r} but {config.deploy.target} serves "
+            f"{served!r}: the API would enqueue where KEDA and the workers do not look"
+        )
+
+
 def api_deployment(config: AutoscaleConfig) -> dict[str, Any]:
     d = config.deploy
     name = f"{d.name}-api"
@@ -196,8 +292,10 @@ def api_deployment(config: AutoscaleConfig) -> dict[str, Any]:
                                 "--port",
                                 str(d.api_port),
                                 "--queue",
-                                config.queue.url,
+                                process_queue_url(config),
+                                "--no-local-workers",
                             ],
+                            **_queue_env(config),
                             "ports": [{"name": "http", "containerPort": d.api_port}],
                             "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
                             "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
@@ -224,7 +322,15 @@ def worker_deployment(config: AutoscaleConfig) -> dict[str, Any]:
             "replicas": config.scaling.min_workers,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {
+                    "labels": labels,
+                    # tenfold_queue_wait_seconds: each job's wait, observed at its lease.
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(WORKER_METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
                 "spec": {
                     # SIGTERM first: the worker stops claiming and finishes or releases its
                     # batch; Kubernetes only SIGKILLs after this grace period.
@@ -233,7 +339,21 @@ def worker_deployment(config: AutoscaleConfig) -> dict[str, Any]:
                         {
                             "name": "worker",
                             "image": d.image,
-                            "args": ["tenfold", "worker", d.target, "--queue", config.queue.url],
+                            "args": [
+                                "tenfold",
+                                "worker",
+                                d.target,
+                                "--queue",
+                                process_queue_url(config),
+                                "--queue-name",
+                                config.queue.model,
+                                "--grace-s",
+                                _num(worker_grace_s(d.worker_grace_period_s)),
+                                "--metrics-port",
+                                str(WORKER_METRICS_PORT),
+                            ],
+                            "ports": [{"name": "metrics", "containerPort": WORKER_METRICS_PORT}],
+                            **_queue_env(config),
                             "resources": resources,
                         }
                     ],
@@ -283,6 +403,11 @@ def scaled_object(config: AutoscaleConfig) -> dict[str, Any]:
                     "type": "redis-streams",
                     "name": TRIGGER_NAME,
                     "metadata": _redis_trigger_metadata(config),
+                    **(
+                        {"authenticationRef": {"name": queue_secret_name(config)}}
+                        if has_credentials(config)
+                        else {}
+                    ),
                 }
             ],
         },
@@ -292,10 +417,8 @@ def scaled_object(config: AutoscaleConfig) -> dict[str, Any]:
 _PROM_EXPR = {
     Metric.DEPTH: "max(tenfold_queue_depth)",
     Metric.OLDEST_AGE_S: "max(tenfold_queue_oldest_age_seconds)",
-    Metric.AVG_WAIT_S: (
-        f"sum(rate(tenfold_queue_wait_seconds_sum[{WAIT_RATE_WINDOW}]))"
-        f" / sum(rate(tenfold_queue_wait_seconds_count[{WAIT_RATE_WINDOW}]))"
-    ),
+    # The queue's own windowed mean, the number the in-process alerts test.
+    Metric.AVG_WAIT_S: "max(tenfold_queue_wait_avg_seconds)",
     Metric.WORKERS: 'sum(tenfold_workers{state="running"})',
 }
 
@@ -348,6 +471,7 @@ def prometheus_rule(config: AutoscaleConfig) -> dict[str, Any]:
 
 def manifests(config: AutoscaleConfig) -> dict[str, dict[str, Any]]:
     """File name -> object; ``export`` writes each as YAML."""
+    _check_queue_names(config)
     return {
         "api-deployment.yaml": api_deployment(config),
         "api-service.yaml": api_service(config),
@@ -355,6 +479,11 @@ def manifests(config: AutoscaleConfig) -> dict[str, dict[str, Any]]:
         "worker-scaledobject.yaml": scaled_object(config),
         "prometheusrule.yaml": prometheus_rule(config),
         "alert-rules.yaml": alert_groups(config),
+        **(
+            {"queue-triggerauthentication.yaml": trigger_authentication(config)}
+            if has_credentials(config)
+            else {}
+        ),
     }
 
 

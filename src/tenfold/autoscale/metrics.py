@@ -5,7 +5,13 @@
 
     tenfold_queue_depth                          gauge      jobs queued, not leased
     tenfold_queue_oldest_age_seconds             gauge      age of the oldest queued job
-    tenfold_queue_wait_seconds                   histogram  queue wait, observed at dequeue
+    tenfold_queue_wait_avg_seconds               gauge      mean queue wait of the jobs claimed
+                                                            over the queue's stats window
+
+The per-job wait histogram is observed where jobs are dequeued, in the worker process
+(``tenfold worker --metrics-port``; see :func:`queue_wait_histogram`)::
+
+    tenfold_queue_wait_seconds                   histogram  queue wait of each claimed job
     tenfold_workers{state}                       gauge      running | draining
     tenfold_autoscaler_desired_workers           gauge
     tenfold_autoscaler_scale_events_total{direction}  counter  up | down
@@ -26,6 +32,17 @@ WAIT_BUCKETS_S = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 WORKER_STATES = ("running", "draining")
 
 
+def queue_wait_histogram(registry: CollectorRegistry) -> Histogram:
+    """``tenfold_queue_wait_seconds``: each claimed job's wait, from enqueue (or the
+    retry's due time) to the lease, observed by the worker that leased it."""
+    return Histogram(
+        "tenfold_queue_wait_seconds",
+        "Time a job waited in the queue, observed when a worker leases it.",
+        buckets=WAIT_BUCKETS_S,
+        registry=registry,
+    )
+
+
 class AutoscaleMetrics:
     def __init__(self, registry: CollectorRegistry, alert_rules: Iterable[AlertRule] = ()) -> None:
         self.queue_depth = Gauge(
@@ -36,10 +53,9 @@ class AutoscaleMetrics:
             "Age of the oldest queued job (0 when the queue is empty).",
             registry=registry,
         )
-        self.queue_wait = Histogram(
-            "tenfold_queue_wait_seconds",
-            "Time a job waited in the queue, observed when a worker leases it.",
-            buckets=WAIT_BUCKETS_S,
+        self.queue_wait_avg = Gauge(
+            "tenfold_queue_wait_avg_seconds",
+            "Mean time the jobs claimed over the queue's stats window waited (0 when none).",
             registry=registry,
         )
         self.workers = Gauge(
@@ -73,9 +89,7 @@ class AutoscaleMetrics:
     def observe_queue(self, obs: QueueObservation) -> None:
         self.queue_depth.set(obs.depth)
         self.queue_oldest_age.set(obs.oldest_age_s)
-
-    def observe_wait(self, wait_s: float) -> None:
-        self.queue_wait.observe(wait_s)
+        self.queue_wait_avg.set(obs.avg_wait_s)
 
     def set_workers(self, *, running: int, draining: int = 0) -> None:
         self.workers.labels(state="running").set(running)

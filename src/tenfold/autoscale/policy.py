@@ -10,7 +10,9 @@ however often or rarely the driver ticks. Semantics:
   its cooldown has passed; its window then starts over, so a backlog that persists
   fires again one window later (+2, then +2 again);
 - when several rules are ready, scaling up wins (a backlog is served before capacity
-  is released), and among rules of one direction the largest step wins;
+  is released), and among rules of one direction the largest step wins; the other rules
+  of that direction that were ready count as having fired with it (their windows and
+  cooldowns start over too), so a smaller step does not follow on the next tick;
 - after a scale-up every scale-down window starts over: a queue that drains right
   after new workers arrive must then stay empty for the full down window before a
   worker is released, which is what stops the up/down flapping;
@@ -30,6 +32,7 @@ class RuleState:
     holding_since: float | None = None
     """When the condition started holding without a break (None: it does not hold)."""
     last_fired_at: float | None = None
+    """When it last fired, or was ready when another rule of its direction fired."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +107,12 @@ class RulePolicy:
 
         rule = cfg.rules[fired]
         after = cfg.clamp(before + rule.step)
-        # The fired rule's window starts over: it must hold a further full window to fire again.
-        rule_states[fired] = RuleState(holding_since=now, last_fired_at=now)
+        # The fired rule's window starts over: it must hold a further full window to fire
+        # again. So do those of the rules of its direction that were ready and lost to its
+        # larger step: the firing served them too (else the smaller step follows next tick).
+        for i in ready:
+            if cfg.rules[i].direction is rule.direction:
+                rule_states[i] = RuleState(holding_since=now, last_fired_at=now)
         if after > before:
             # A scale-up restarts every scale-down window (no flapping on a quick drain).
             for i, other in enumerate(cfg.rules):

@@ -11,10 +11,29 @@ again for ``cooldown_s`` seconds and its window starts over. The seed rules::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tenfold.autoscale.observation import Comparison, Metric
+
+
+def require_int(value: object, what: str) -> int:
+    """``value`` if it is an ``int`` (a ``bool`` is not), else a ValueError naming ``what``.
+
+    Config values come from TOML, where ``1.5`` or ``"2"`` load fine and would only break
+    (or silently misbehave) later, at the first decision.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def require_real(value: object, what: str) -> float:
+    """``value`` if it is a finite ``int`` or ``float`` (not a ``bool``, nan or inf)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
 
 
 class Direction(StrEnum):
@@ -33,14 +52,22 @@ class ScaleRule:
     cooldown_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("a scale rule needs a name")
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a scale rule needs a name (a non-empty string), got {self.name!r}")
+        require_int(self.step, f"rule {self.name!r}: step")
+        require_real(self.threshold, f"rule {self.name!r}: threshold")
+        require_real(self.sustained_for_s, f"rule {self.name!r}: sustained_for_s")
+        require_real(self.cooldown_s, f"rule {self.name!r}: cooldown_s")
         if self.step == 0:
             raise ValueError(f"rule {self.name!r}: step must be non-zero (+n up, -n down)")
         if self.sustained_for_s < 0:
-            raise ValueError(f"rule {self.name!r}: sustained_for_s must be >= 0")
+            raise ValueError(
+                f"rule {self.name!r}: sustained_for_s must be >= 0, got {self.sustained_for_s!r}"
+            )
         if self.cooldown_s < 0:
-            raise ValueError(f"rule {self.name!r}: cooldown_s must be >= 0")
+            raise ValueError(
+                f"rule {self.name!r}: cooldown_s must be >= 0, got {self.cooldown_s!r}"
+            )
 
     @property
     def direction(self) -> Direction:
@@ -85,10 +112,15 @@ class ScalingConfig:
     max_workers: int = 50
 
     def __post_init__(self) -> None:
+        require_int(self.min_workers, "min_workers")
+        require_int(self.max_workers, "max_workers")
         if self.min_workers < 0:
-            raise ValueError("min_workers must be >= 0")
+            raise ValueError(f"min_workers must be >= 0, got {self.min_workers!r}")
         if self.max_workers < max(1, self.min_workers):
-            raise ValueError("max_workers must be >= min_workers and >= 1")
+            raise ValueError(
+                f"max_workers must be >= min_workers and >= 1, got max_workers = "
+                f"{self.max_workers!r} with min_workers = {self.min_workers!r}"
+            )
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise ValueError(f"scale rule names must be unique, got {names}")

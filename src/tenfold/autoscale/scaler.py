@@ -98,7 +98,15 @@ class LocalScaler:
                 decision.desired_workers,
                 decision.reason,
             )
-        self.supervisor.reconcile(decision.desired_workers)
+        try:
+            self.supervisor.reconcile(decision.desired_workers)
+        finally:
+            # Even when reconcile raises (e.g. a worker that cannot be started), the alerts
+            # are evaluated, dispatched and exported: "stalled" exists for exactly that case.
+            self._alert_and_record(obs, decision, now)
+        return decision
+
+    def _alert_and_record(self, obs: QueueObservation, decision: ScaleDecision, now: float) -> None:
         evaluation = self.alerts.evaluate(self.alert_state, obs, now)
         self.alert_state = evaluation.state
         self.last_alerts = evaluation
@@ -110,15 +118,30 @@ class LocalScaler:
                 running=self.supervisor.running, draining=self.supervisor.draining
             )
             self.metrics.record_alerts(evaluation, self.config.alerts)
-        return decision
+
+    def _step(self, stats: StatsLike | None) -> None:
+        """One step of ``run`` (in a worker thread)."""
+        if stats is None:
+            # No observation (the queue is down): the policy, the alerts (firing or not)
+            # and the queue metrics stay as they were; only crashed workers are replaced.
+            self.supervisor.reconcile(self.state.desired_workers)
+        else:
+            self.tick(stats)
 
     async def run(
         self, read_stats: Callable[[], Awaitable[StatsLike]], stop: asyncio.Event
     ) -> None:
-        """Tick every ``tick_s`` until ``stop`` is set; then drain every worker."""
+        """Tick every ``tick_s`` until ``stop`` is set; then drain every worker.
+
+        Each step runs in a worker thread (as :class:`tenfold.server.alerts.QueueWatch`
+        dispatches): a slow webhook or a slow ``Popen`` never blocks the event loop. Steps
+        run one at a time, so the scaler's state and the supervisor have one writer.
+        """
+        step: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 started = self.clock.now()
+                stats: StatsLike | None
                 try:
                     stats = await read_stats()
                 except Exception:
@@ -126,15 +149,20 @@ class LocalScaler:
                     log.exception(
                         "reading queue stats failed; keeping %d workers", self.supervisor.running
                     )
-                    self.supervisor.reconcile(self.state.desired_workers)
-                else:
-                    try:
-                        self.tick(stats)
-                    except Exception:
-                        # e.g. a worker that cannot be started: log it, keep scaling.
-                        log.exception("autoscaler tick failed; trying again next tick")
+                    stats = None
+                step = asyncio.create_task(asyncio.to_thread(self._step, stats))
+                try:
+                    # Shielded: a cancelled run must not shut down under a running step.
+                    await asyncio.shield(step)
+                except Exception:
+                    # e.g. a worker that cannot be started: log it, keep scaling.
+                    log.exception("autoscaler tick failed; trying again next tick")
                 delay = self.config.tick_s - (self.clock.now() - started)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(0.0, delay))
         finally:
+            if step is not None and not step.done():
+                # Cancelled mid-step: let it finish, or it could start workers after shutdown.
+                with contextlib.suppress(Exception):
+                    await step
             await asyncio.to_thread(self.supervisor.shutdown)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -44,6 +45,13 @@ class SupervisorCounts:
     """Workers that exited after SIGTERM within the grace period."""
     killed: int = 0
     """Workers SIGKILLed because the grace period passed."""
+
+
+def worker_grace_s(kill_after_s: float) -> float:
+    """The worker's own ``--grace-s`` when whoever stops it SIGKILLs ``kill_after_s`` after
+    SIGTERM (the supervisor's ``grace_s``, a pod's terminationGracePeriodSeconds): a margin
+    inside it, so the worker finishes or releases its batch before the kill."""
+    return max(1.0, kill_after_s - min(10.0, kill_after_s / 4))
 
 
 class WorkerSupervisor:
@@ -126,16 +134,23 @@ class WorkerSupervisor:
         self._workers = alive
 
     def shutdown(self, timeout_s: float | None = None) -> None:
-        """SIGTERM every worker, wait up to the grace period (blocking), SIGKILL the rest."""
+        """SIGTERM every worker, wait up to the grace period (blocking), SIGKILL the rest.
+
+        The grace period is one deadline for all workers, counted from the SIGTERMs sent
+        here: N workers that ignore SIGTERM cost one grace period, not N.
+        """
         timeout = self.grace_s if timeout_s is None else timeout_s
         for w in self._workers:
             if w.state is WorkerState.RUNNING:
                 self._drain(w, self.clock.now())
+        # Wall time, not self.clock: this really blocks (and a fake clock never moves).
+        deadline = time.monotonic() + timeout
         for w in self._workers:
             try:
-                w.proc.wait(timeout=timeout)
+                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
                 self.counts.drained += 1
             except subprocess.TimeoutExpired:
+                log.warning("worker %d still alive %gs after SIGTERM: SIGKILL", w.proc.pid, timeout)
                 w.proc.kill()
                 w.proc.wait()
                 self.counts.killed += 1

@@ -28,12 +28,16 @@ class Trace:
     def __post_init__(self) -> None:
         if len(self.times_s) < 2 or len(self.times_s) != len(self.qps):
             raise TraceError("a trace needs at least two rows (the last one marks the end)")
+        bad_t = [t for t in self.times_s if not math.isfinite(t)]
+        if bad_t:
+            raise TraceError(f"t_s must be finite, got {bad_t[0]!r}")
         if self.times_s[0] != 0:
             raise TraceError("the first row must be at t_s = 0")
         if any(b <= a for a, b in zip(self.times_s, self.times_s[1:], strict=False)):
             raise TraceError("t_s must strictly increase")
-        if any(q < 0 or not math.isfinite(q) for q in self.qps):
-            raise TraceError("qps must be finite and >= 0")
+        bad_q = [q for q in self.qps if not (math.isfinite(q) and q >= 0)]
+        if bad_q:
+            raise TraceError(f"qps must be finite and >= 0, got {bad_q[0]!r}")
 
     @property
     def duration_s(self) -> float:
@@ -73,6 +77,10 @@ def load_trace(path: str | Path) -> Trace:
                 t, q = (float(x) for x in row)
             except ValueError as exc:
                 raise TraceError(f"{path}:{lineno}: expected two numbers, got {row}") from exc
+            if not math.isfinite(t):
+                raise TraceError(f"{path}:{lineno}: t_s must be finite, got {row[0]!r}")
+            if not (math.isfinite(q) and q >= 0):
+                raise TraceError(f"{path}:{lineno}: qps must be finite and >= 0, got {row[1]!r}")
             times.append(t)
             rates.append(q)
     try:

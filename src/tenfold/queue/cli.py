@@ -51,6 +51,9 @@ def worker_command(
     burst: bool = typer.Option(False, help="Exit once the queue is empty"),
     options: str = typer.Option("{}", help="Model options as a JSON object"),
     queue_name: str | None = typer.Option(None, help="Queue to serve (default: model name)"),
+    metrics_port: int | None = typer.Option(
+        None, help="Serve Prometheus metrics (tenfold_queue_wait_seconds) on this port"
+    ),
     log_level: str = typer.Option("INFO", help="Logging level"),
 ) -> None:
     """Serve one model's queue until SIGTERM (exit 0 after the in-flight batch)."""
@@ -68,6 +71,7 @@ def worker_command(
         burst=burst,
         model_options=json.loads(options),
         queue_name=queue_name,
+        metrics_port=metrics_port,
     )
     logging.getLogger("tenfold.queue.worker").info("worker done: %s", stats)
     if stats.abandoned or threading.active_count() > 1:

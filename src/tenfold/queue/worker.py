@@ -27,7 +27,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,13 +107,18 @@ class Worker:
         config: WorkerConfig | None = None,
         *,
         queue_name: str | None = None,
+        observe_wait: Callable[[float], None] | None = None,
     ) -> None:
+        """``observe_wait`` gets each claimed job's queue wait in seconds (lease time
+        minus enqueue time, both the queue's clock), e.g. a Prometheus histogram's
+        ``observe``."""
         from pydantic import TypeAdapter
 
         self.model = model
         self.queue = queue
         self.config = config or WorkerConfig()
         self.queue_name = queue_name or type(model).name
+        self.observe_wait = observe_wait
         self.stats = WorkerStats()
         self.stop = asyncio.Event()
         input_model = type(model).input_model
@@ -168,6 +173,11 @@ class Worker:
                     log.warning("could not top up the batch: %s", exc)
         self.stats.batches += 1
         self.stats.claimed += len(claims)
+        if self.observe_wait is not None:
+            for claim in claims:
+                job = claim.job
+                started = job.started_at if job.started_at is not None else job.queued_at
+                self.observe_wait(max(0.0, started - job.queued_at))
         await self._handle(claims)
         return len(claims)
 
@@ -306,6 +316,7 @@ async def run_worker_async(
     model_options: dict[str, Any] | None = None,
     queue_name: str | None = None,
     stop: asyncio.Event | None = None,
+    metrics_port: int | None = None,
 ) -> WorkerStats:
     """Load ``target`` (``MODULE:CLASS``, ``embed``, ``classify``) and serve its queue
     (named after the model's ``name`` unless ``queue_name`` says otherwise)."""
@@ -323,7 +334,10 @@ async def run_worker_async(
     model = cls(**(model_options or {}))
     await asyncio.to_thread(model.load)
     backend = from_url(queue) if isinstance(queue, str) else queue
-    worker = Worker(model, backend, config, queue_name=queue_name)
+    observe_wait, metrics_server = None, None
+    if metrics_port is not None:
+        observe_wait, metrics_server = serve_metrics(metrics_port)
+    worker = Worker(model, backend, config, queue_name=queue_name, observe_wait=observe_wait)
     if stop is not None:
         worker.stop = stop
     log.info("worker %s serving queue %r from %s", config.worker_id, worker.queue_name, backend)
@@ -332,8 +346,26 @@ async def run_worker_async(
     finally:
         if isinstance(queue, str):
             await backend.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
     log.info("worker %s stopped: %s", config.worker_id, stats.summary())
     return stats
+
+
+def serve_metrics(port: int) -> tuple[Callable[[float], None], Any]:
+    """Serve this worker's Prometheus metrics on ``port`` (0: any free port, logged) in a
+    thread; returns the queue-wait histogram's ``observe`` and the HTTP server (which has
+    ``server_port``, ``shutdown()`` and ``server_close()``)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from tenfold.autoscale.metrics import queue_wait_histogram
+
+    registry = CollectorRegistry()
+    histogram = queue_wait_histogram(registry)
+    server, _ = start_http_server(port, registry=registry)
+    log.info("worker metrics on :%d/metrics", server.server_port)
+    return histogram.observe, server
 
 
 def run_worker(target: str, queue_url: str, **kwargs: Any) -> WorkerStats:

@@ -20,16 +20,19 @@ from tenfold.autoscale.config import AutoscaleConfig, load_config
 from tenfold.autoscale.metrics import AutoscaleMetrics
 from tenfold.autoscale.scaler import LocalScaler, worker_command
 from tenfold.autoscale.sinks import AlertSink, LogSink, MemoryAlertStore, WebhookSink
-from tenfold.autoscale.supervisor import WorkerSupervisor
+from tenfold.autoscale.supervisor import WorkerSupervisor, worker_grace_s
 from tenfold.clock import Clock
 from tenfold.config import ModelSettings, ServerSettings
 
 log = logging.getLogger("tenfold.autoscale")
 
 
-def worker_argv(model: ModelSettings, queue_url: str, queue_name: str) -> list[str]:
-    """The default worker command with the model's batching settings and options."""
-    options = ["--queue-name", queue_name]
+def worker_argv(
+    model: ModelSettings, queue_url: str, queue_name: str, kill_after_s: float
+) -> list[str]:
+    """The default worker command with the model's batching settings and options; its
+    ``--grace-s`` ends inside the supervisor's ``kill_after_s``."""
+    options = ["--queue-name", queue_name, "--grace-s", f"{worker_grace_s(kill_after_s):g}"]
     if model.max_batch_size is not None:
         options += ["--max-batch-size", str(model.max_batch_size)]
     if model.batch_timeout_ms is not None:
@@ -59,7 +62,9 @@ def build_scaler(
     """A scaler for ``model``'s queue; its alerts go to the log, ``store`` and the webhook."""
     assert settings.queue_url is not None  # ServerSettings checks it
     config: AutoscaleConfig = load_config(settings.autoscale_config)
-    argv = list(config.local.worker_argv) or worker_argv(model, settings.queue_url, queue_name)
+    argv = list(config.local.worker_argv) or worker_argv(
+        model, settings.queue_url, queue_name, config.local.grace_s
+    )
     sinks: list[AlertSink] = [LogSink(logging.getLogger("tenfold.alerts")), store]
     webhook = settings.alert_webhook_url or config.alert_webhook_url
     if webhook:
