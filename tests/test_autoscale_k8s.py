@@ -37,8 +37,18 @@ def test_default_export_is_the_notes_mapping(tmp_path: Path) -> None:
         "worker-deployment.yaml",
         "worker-scaledobject.yaml",
         "prometheusrule.yaml",
+        "podmonitor.yaml",
         "alert-rules.yaml",
     }
+    monitor = docs["podmonitor.yaml"]
+    assert monitor["kind"] == "PodMonitor"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    ports = {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]}
+    for name, port in (("api-deployment.yaml", "http"), ("worker-deployment.yaml", "metrics")):
+        template = docs[name]["spec"]["template"]
+        assert selector.items() <= template["metadata"]["labels"].items()
+        assert port in ports
+        assert port in {p["name"] for p in template["spec"]["containers"][0]["ports"]}
     so = docs["worker-scaledobject.yaml"]
     assert so["apiVersion"] == "keda.sh/v1alpha1" and so["kind"] == "ScaledObject"
     spec = so["spec"]

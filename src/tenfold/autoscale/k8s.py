@@ -469,6 +469,24 @@ def prometheus_rule(config: AutoscaleConfig) -> dict[str, Any]:
     }
 
 
+def pod_monitor(config: AutoscaleConfig) -> dict[str, Any]:
+    """Prometheus Operator scrape config (it ignores ``prometheus.io/*`` annotations): the
+    API pods' ``http`` port (queue gauges, alert states) and the workers' ``metrics`` port
+    (``tenfold_queue_wait_seconds``), so the PrometheusRule's expressions have data."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _meta(config, config.deploy.name, "metrics"),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": config.deploy.name}},
+            "podMetricsEndpoints": [
+                {"port": "http", "path": "/metrics"},
+                {"port": "metrics", "path": "/metrics"},
+            ],
+        },
+    }
+
+
 def manifests(config: AutoscaleConfig) -> dict[str, dict[str, Any]]:
     """File name -> object; ``export`` writes each as YAML."""
     _check_queue_names(config)
@@ -478,6 +496,7 @@ def manifests(config: AutoscaleConfig) -> dict[str, dict[str, Any]]:
         "worker-deployment.yaml": worker_deployment(config),
         "worker-scaledobject.yaml": scaled_object(config),
         "prometheusrule.yaml": prometheus_rule(config),
+        "podmonitor.yaml": pod_monitor(config),
         "alert-rules.yaml": alert_groups(config),
         **(
             {"queue-triggerauthentication.yaml": trigger_authentication(config)}

@@ -1,4 +1,5 @@
-"""Queue alerts inside ``tenfold serve``: the seed alert rules evaluated every tick on the
+"""Queue alerts inside ``tenfold serve``: the alert rules (``[autoscale.alerts]`` of
+``--config``, else the seed rules) evaluated every tick on the
 durable queue's statistics, with sinks (log, webhook, and ``GET /v1/alerts``) and the queue
 gauges (``tenfold_queue_depth``, ``tenfold_queue_oldest_age_seconds``, ...).
 
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
-from tenfold.autoscale.alerts import AlertEngine, AlertEvaluation
+from tenfold.autoscale.alerts import SEED_ALERTS, AlertEngine, AlertEvaluation, AlertRule
 from tenfold.autoscale.metrics import AutoscaleMetrics
 from tenfold.autoscale.observation import QueueObservation
 from tenfold.autoscale.sinks import (
@@ -46,13 +47,14 @@ class QueueWatch:
         clock: Clock | None = None,
         tick_s: float = 1.0,
         store: MemoryAlertStore | None = None,
+        rules: tuple[AlertRule, ...] = SEED_ALERTS,
     ) -> None:
         self.queue = queue
         self.models = list(models)
         self.workers = workers
         self.clock = clock or SystemClock()
         self.tick_s = tick_s
-        self.engine = AlertEngine()
+        self.engine = AlertEngine(rules)
         self.state = self.engine.initial_state()
         self.store = store or MemoryAlertStore()
         sinks: list[AlertSink] = [LogSink(log), self.store]

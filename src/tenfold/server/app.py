@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from tenfold import __version__
 from tenfold.autoscale.api import alerts_router
+from tenfold.autoscale.config import load_config
 from tenfold.autoscale.scaler import LocalScaler
 from tenfold.autoscale.sinks import MemoryAlertStore
 from tenfold.cache import CacheSettings, CacheStack, ResultCacheConfig, no_cache_requested
@@ -144,6 +145,7 @@ class Server:
                 webhook_url=settings.alert_webhook_url,
                 clock=clock,
                 store=self.alert_store,
+                rules=load_config(settings.autoscale_config).alerts,
             )
             if self.queue is not None and self.scaler is None
             else None
