@@ -75,3 +75,12 @@ def test_simulate_refuses_a_trace_that_ends_at_infinity(tmp_path: Path) -> None:
     output = " ".join(result.output.split())
     assert result.exit_code == 2, result.output
     assert "t_s must be finite, got 'inf'" in output
+
+
+def test_deploy_k8s_with_a_password_says_which_secret_to_create(tmp_path: Path) -> None:
+    cfg = tmp_path / "tenfold.toml"
+    cfg.write_text('[autoscale.queue]\nurl = "redis://app:s3cret@redis:6379/0"\n')
+    result = runner.invoke(app, ["deploy", "k8s", "--config", str(cfg), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "kubectl create secret generic tenfold-queue" in result.output
+    assert "s3cret" not in result.output

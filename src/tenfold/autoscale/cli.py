@@ -47,7 +47,7 @@ def deploy_k8s(
     config: ConfigOpt = None,
 ) -> None:
     """Deployments (API, workers), a Service, a KEDA ScaledObject and alert rules."""
-    from tenfold.autoscale.k8s import ExportError, export
+    from tenfold.autoscale.k8s import ExportError, export, has_credentials, queue_secret_name
 
     cfg = _config(config)
     try:
@@ -57,6 +57,14 @@ def deploy_k8s(
         raise typer.Exit(2) from exc
     for path in written:
         console.print(f"wrote {path}")
+    if has_credentials(cfg):
+        # The manifests read the queue URL and password from a Secret; never write it here.
+        console.print(
+            f"the queue URL has a password: create the Secret {queue_secret_name(cfg)!r} "
+            "first, e.g. kubectl create secret generic "
+            f"{queue_secret_name(cfg)} --from-literal=url='<queue url with prefix>' "
+            "--from-literal=username=<user> --from-literal=password=<password>"
+        )
 
 
 @app.command()
