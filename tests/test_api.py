@@ -435,3 +435,24 @@ async def test_responses_encode_integers_beyond_64_bits() -> None:
 
     assert dumps({"n": 2**70, "v": np.arange(2)}) == b'{"n":1180591620717411303424,"v":[0,1]}'
     assert dumps({"v": np.arange(2)}) == b'{"v":[0,1]}'
+
+
+async def test_an_output_json_cannot_carry_fails_alone(tmp_path: Path) -> None:
+    settings = ServerSettings(
+        models=(ModelSettings(target="toy_outputs:Outputs", workers=1, batch_timeout_ms=20),),
+        queue_url=None,
+        cache_url=None,
+    )
+    app = create_app(settings)
+    async with running(app) as c:
+        r = await c.post("/v1/models/outputs/predict", json={"inputs": ["a", "complex", "b"]})
+        assert r.status_code == 200
+        outputs = r.json()["outputs"]
+        assert outputs[0] == "a" and outputs[2] == "b"
+        assert outputs[1]["error"]["type"] == "model_error"
+        assert "complex" in outputs[1]["error"]["message"]
+        single = await c.post("/v1/models/outputs/predict", json={"input": "complex"})
+        assert single.status_code == 500
+        assert single.json()["error"]["type"] == "model_error"
+        metrics = (await c.get("/metrics")).text
+        assert 'tenfold_requests_total{code="500",model="outputs"} 1.0' in metrics

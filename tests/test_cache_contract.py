@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
+import redis.asyncio
 
 from cache_support import MAIN_REDIS_URL, unique_prefix
 from tenfold.cache import CacheBackend, InvalidCacheURL, MemoryBackend, MemoryConfig, from_url
@@ -229,3 +230,75 @@ def test_near_cache_url_parameters() -> None:
         from_url("redis://127.0.0.1:6379/0?near_max_entries=10")
     with pytest.raises(InvalidCacheURL, match="near_cache_s must be > 0"):
         from_url("redis://127.0.0.1:6379/0?near_cache_s=0")
+
+
+class GatedMemory(MemoryBackend):
+    """A remote that can be held mid-read (after reading) and mid-purge (before deleting)."""
+
+    def __init__(self) -> None:
+        super().__init__(clock=FakeClock())
+        self.hold_reads = False
+        self.reading, self.release_read = asyncio.Event(), asyncio.Event()
+        self.purging, self.release_purge = asyncio.Event(), asyncio.Event()
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        values = await super().get_many(keys)
+        if self.hold_reads:
+            self.reading.set()
+            await self.release_read.wait()
+        return values
+
+    async def delete_prefix(self, prefix: str) -> int:
+        self.purging.set()
+        await self.release_purge.wait()
+        return await super().delete_prefix(prefix)
+
+
+async def test_near_cache_keeps_nothing_a_purge_may_have_deleted() -> None:
+    remote = GatedMemory()
+    near = NearCacheBackend(MemoryBackend(clock=FakeClock()), remote, ttl_s=30)
+    await remote.set_many({"p:k": b"old"}, ttl_s=60)
+    # A read while the remote delete is still walking the keys: not kept locally.
+    purge = asyncio.create_task(near.delete_prefix("p:"))
+    await remote.purging.wait()
+    assert await near.get_many(["p:k"]) == [b"old"]
+    remote.release_purge.set()
+    assert await purge == 1
+    assert await near.get_many(["p:k"]) == [None]
+    # A read that fetched before a purge and lands after it: not kept either.
+    await remote.set_many({"p:k": b"old"}, ttl_s=60)
+    remote.hold_reads = True
+    read = asyncio.create_task(near.get_many(["p:k"]))
+    await remote.reading.wait()
+    assert await near.delete_prefix("p:") == 1
+    remote.release_read.set()
+    assert await read == [b"old"]
+    remote.hold_reads = False
+    assert await near.get_many(["p:k"]) == [None]
+    assert await near.local.get_many(["p:k"]) == [None]
+
+
+@pytest.mark.redis
+async def test_near_copy_of_a_read_never_outlives_the_entry() -> None:
+    prefix = unique_prefix()
+    clock = FakeClock()
+    url = MAIN_REDIS_URL + "?timeout_ms=1000&near_cache_s=30"
+    writer, reader = from_url(url, clock=clock), from_url(url, clock=clock)
+    assert isinstance(writer, NearCacheBackend) and isinstance(reader, NearCacheBackend)
+    short, forever = prefix + "short", prefix + "forever"
+    client = redis.asyncio.Redis.from_url(MAIN_REDIS_URL)
+    try:
+        await writer.set_many({short: b"s"}, ttl_s=2)
+        await client.set(forever, b"f")  # no TTL at all: the near ttl bounds it
+        assert await reader.get_many([short, forever, prefix + "none"]) == [b"s", b"f", None]
+        clock.advance(2.01)
+        assert await reader.local.get_many([short, forever]) == [None, b"f"]
+        clock.advance(28)
+        assert await reader.local.get_many([forever]) == [None]
+        pairs = await reader.remote.get_many_with_ttl([forever, prefix + "none"])  # type: ignore[attr-defined]
+        assert pairs == [(b"f", None), (None, 0.0)]
+    finally:
+        await client.aclose()
+        await writer.delete_prefix(prefix)
+        await writer.close()
+        await reader.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from tenfold.cache import EmbeddingCache, MemoryBackend
 from tenfold.cache.codec import CodecError, decode_array, encode_array
+from tenfold.cache.embedding import content_hash
 from tenfold.clock import FakeClock
 from tenfold.examples.sentences import sentences
 
@@ -202,3 +204,39 @@ async def test_minilm_batch_of_32_with_20_cached_runs_only_the_12_others() -> No
         np.linalg.norm(got, axis=1) * np.linalg.norm(fresh, axis=1)
     )
     assert cos.min() > 0.99999
+
+
+def test_content_keys_tell_every_kind_of_item_apart() -> None:
+    cache = EmbeddingCache(MemoryBackend(), model="enc", version="1")
+    items: list[Any] = [3, "3", [0, 0, 0], b"\x00\x00\x00", "\x00\x00\x00", 3.0, True, {"a": 1}]
+    assert len({cache.key(item) for item in items}) == len(items)
+    # Text keeps the key it always had, so entries written before stay readable.
+    assert content_hash("héllo") == hashlib.sha256("shéllo".encode()).hexdigest()
+    assert content_hash("\ud800") != content_hash("\udc00")  # lone surrogates are kept
+    assert content_hash(bytearray(b"ab")) == content_hash(b"ab")
+    assert content_hash({"b": 1, "a": 2}) == content_hash({"a": 2, "b": 1})
+
+
+async def test_items_of_any_kind_embed_and_uncanonical_ones_are_computed_uncached() -> None:
+    backend = CountingMemory()
+    cache = EmbeddingCache(backend, model="enc", version="1")
+    seen: list[list[Any]] = []
+
+    def encode(items: list[Any]) -> list[list[float]]:
+        seen.append(items)
+        return [[float(len(repr(item))), 1.0] for item in items]
+
+    nan = float("nan")
+    batch: list[Any] = [1.5, {"a": 1}, "\ud800", 3, [0, 0, 0], nan, object()]
+    got = await cache.embed_many(batch, encode)
+    assert got.shape == (7, 2)
+    again = await cache.embed_many(batch, encode)
+    assert np.array_equal(got, again)
+    # Only the two without a canonical form (NaN, an object) reach the model again.
+    assert [len(s) for s in seen] == [7, 2]
+    assert np.isnan(seen[1][0]) and seen[1][1] is batch[6]
+    assert (cache.stats.hits, cache.stats.misses, cache.stats.bypasses) == (5, 5, 4)
+    assert backend.sets == 1
+    # A batch of nothing but uncacheable items does not touch the backend.
+    await cache.embed_many([nan], encode)
+    assert (backend.gets, backend.sets) == (2, 1)

@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from cache_support import MAIN_REDIS_URL, unique_prefix
@@ -20,7 +21,9 @@ from tenfold.cache import (
     from_url,
 )
 from tenfold.cache.keys import KEY_SCHEMA_VERSION
+from tenfold.cache.result import MAX_REJOINS, NotCanonicalizable, canonical_json
 from tenfold.clock import FakeClock
+from tenfold.errors import DeadlineExceeded, ModelError, Overloaded, QueueFull
 
 
 class Model:
@@ -297,3 +300,95 @@ def test_no_cache_requested(header: str | None, expected: bool) -> None:
     from tenfold.cache import no_cache_requested
 
     assert no_cache_requested(header) is expected
+
+
+async def test_non_finite_inputs_never_share_a_key_with_null() -> None:
+    """orjson writes NaN and +-Infinity as null: such inputs are computed, never stored."""
+    cache = ResultCache(MemoryBackend())
+
+    async def answer(name: str) -> str:
+        return f"answer for {name}"
+
+    inputs: list[tuple[str, Any]] = [
+        ("nan", [float("nan")]),
+        ("inf", [float("inf")]),
+        ("-inf", [float("-inf")]),
+        ("null", [None]),
+        ("numpy nan", {"v": np.array([1.0, np.nan])}),
+    ]
+    for _ in range(2):
+        for name, x in inputs:
+            res = await cache.get_or_compute(
+                model="m", version="1", input=x, compute=lambda n=name: answer(n)
+            )
+            assert res.value == f"answer for {name}"
+    assert (cache.stats.bypasses, cache.stats.misses, cache.stats.hits) == (8, 1, 1)
+    # Non-finite params are refused as well; a null or a "null" string alone is fine.
+    with pytest.raises(NotCanonicalizable):
+        cache.key("m", "1", "x", params={"t": float("nan")})
+    assert canonical_json({"a": None, "b": "null", "c": 1.5}) == b'{"a":null,"b":"null","c":1.5}'
+
+
+@pytest.mark.parametrize(
+    "error",
+    [DeadlineExceeded("leader's 1 ms deadline"), Overloaded("shed"), QueueFull("queue full")],
+)
+async def test_a_follower_retries_when_its_leader_failed_for_its_own_request(
+    cache: ResultCache, error: Exception
+) -> None:
+    calls: list[str] = []
+    gate = asyncio.Event()
+
+    async def leader_compute() -> str:
+        calls.append("leader")
+        await gate.wait()
+        raise error
+
+    async def follower_compute() -> str:
+        calls.append("follower")
+        return "ok"
+
+    def ask_with(compute: Any) -> Any:
+        return cache.get_or_compute(model="m", version="1", input="x", compute=compute)
+
+    leader = asyncio.create_task(ask_with(leader_compute))
+    await until(lambda: calls == ["leader"])
+    follower = asyncio.create_task(ask_with(follower_compute))
+    await until(lambda: cache.stats.coalesced == 1)
+    gate.set()
+    with pytest.raises(type(error)):
+        await leader
+    res = await follower
+    assert (res.value, res.outcome) == ("ok", Outcome.MISS)  # its own request decided
+    assert calls == ["leader", "follower"]
+    assert cache.stats.coalesced == 0
+    assert (await ask_with(leader_compute)).outcome is Outcome.HIT
+
+
+async def test_a_model_error_reaches_followers_without_recomputing(cache: ResultCache) -> None:
+    model = Model()
+    model.gate.clear()
+    model.fail_with = ModelError("the model raised")
+    tasks = [asyncio.create_task(ask(cache, model, "x")) for _ in range(5)]
+    await until(lambda: cache.stats.coalesced == 4)
+    model.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, ModelError) for r in results)
+    assert model.calls == 1
+
+
+async def test_per_request_failures_are_retried_a_bounded_number_of_times(
+    cache: ResultCache,
+) -> None:
+    """A model that makes every request miss its deadline: each follower starts over at
+    most MAX_REJOINS times, so a burst costs 1 + MAX_REJOINS calls, not one per follower."""
+    model = Model()
+    model.gate.clear()
+    model.fail_with = DeadlineExceeded("too slow")
+    tasks = [asyncio.create_task(ask(cache, model, "x")) for _ in range(6)]
+    await until(lambda: cache.stats.coalesced == 5)
+    model.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, DeadlineExceeded) for r in results)
+    assert model.calls == 1 + MAX_REJOINS
+    assert not cache._flights

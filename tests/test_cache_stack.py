@@ -166,3 +166,30 @@ async def test_stack_purge_model_covers_results_and_embeddings() -> None:
     assert await stack.purge_model("embed") == {"result": 0, "embedding": 0}
     assert await CacheStack.disabled().purge_model("embed") == {}
     await stack.close()
+
+
+@pytest.mark.redis
+async def test_purge_from_a_process_that_never_embedded_drops_shared_embeddings() -> None:
+    settings = CacheSettings(namespace=unique_prefix().replace(":", "-").rstrip("-"))
+    url = "redis://127.0.0.1:6379/0?timeout_ms=1000"
+    serving = CacheStack.from_url(url, settings=settings)
+    purging = CacheStack.from_url(url, settings=settings)  # another process, fresh
+    emb = serving.embedding("vec", "1")
+    assert emb is not None
+    calls: list[list[str]] = []
+
+    def encode(items: list[str]) -> list[list[float]]:
+        calls.append(items)
+        return [[1.0, 2.0] for _ in items]
+
+    try:
+        await emb.embed_many(["hello", "world"], encode)
+        assert await purging.purge_model("vec") == {"result": 0, "embedding": 2}
+        await emb.embed_many(["hello"], encode)
+        assert calls == [["hello", "world"], ["hello"]]  # purged for the serving process too
+    finally:
+        backend = purging.backend("embedding")
+        assert backend is not None
+        await backend.delete_prefix(settings.namespace + ":")
+        await serving.close()
+        await purging.close()

@@ -289,3 +289,22 @@ async def test_cache_down_means_served_from_the_source():
     assert len(source.calls) == 2  # no cache: every request reads the source
     assert backend.stats.errors >= 1
     await backend.close()
+
+
+async def test_materialize_marks_entities_the_source_no_longer_has(harness: Harness):
+    source = Source(users(3))
+    view = FeatureView("users", "user_id", source.load, ttl_s=3600, missing_ttl_s=60)
+    store = harness.store(view)
+    assert await store.get_many("users", ["u1", "u2"]) == [source.rows["u1"], source.rows["u2"]]
+    await store.wait_idle()
+    del source.rows["u2"]  # deleted at the source
+    source.rows["u1"] = {"orders": 100, "country": "DE"}
+    report = await store.materialize("users", ["u1", "u2"])
+    assert (report.stored, report.missing) == (1, 1)
+    calls = len(source.calls)
+    assert await store.get_many("users", ["u1", "u2"]) == [source.rows["u1"], None]
+    assert len(source.calls) == calls  # both answered from the cache
+    if harness.clock is not None:  # the absent marker lives missing_ttl_s, like a miss's
+        source.rows["u2"] = {"orders": 2, "country": "FR"}
+        harness.clock.advance(61)
+        assert await store.get("users", "u2") == source.rows["u2"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 from tenfold.errors import InvalidInput, NotFound, TenfoldError
 from tenfold.index import IndexRegistry, build_index, refresh_index
 from tenfold.index.api import make_router
+from tenfold.index.embedder import Matrix
 from test_index_store import CATALOG, DIM, BagOfWords
 
 
@@ -107,3 +109,31 @@ async def test_bad_index_name_is_invalid_input(client: httpx.AsyncClient):
     assert r.status_code in (404, 422)
     r = await client.post("/v1/indexes/bad name!/search", json={"text": "x"})
     assert r.status_code == 422
+
+
+async def test_results_carry_the_generation_they_were_searched_in(tmp_path: Path):
+    class ReloadWhileEmbedding(BagOfWords):
+        """Another request reloads the index while this one embeds its query."""
+
+        armed = False
+
+        def embed(self, texts: Sequence[str]) -> Matrix:
+            if self.armed:
+                self.armed = False
+                refresh_index(tmp_path, "things", CATALOG[:2], BagOfWords())
+                assert registry.get("things").maybe_reload()
+            return super().embed(texts)
+
+    embedder = ReloadWhileEmbedding()
+    build_index(tmp_path, "things", CATALOG, embedder)
+    registry = IndexRegistry(tmp_path, embedder_factory=lambda _t: embedder, check_interval_s=0)
+    transport = httpx.ASGITransport(app=make_app(registry))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        embedder.armed = True
+        r = await client.post("/v1/indexes/things/search", json={"text": "wave tide"})
+        # Searched on generation 1 (all four items), so labelled 1, not the reloaded 2.
+        assert {hit["id"] for hit in r.json()["results"]} == {item.id for item in CATALOG}
+        assert r.json()["generation"] == 1
+        r = await client.post("/v1/indexes/things/search", json={"text": "wave tide"})
+        assert r.json()["generation"] == 2
+        assert {hit["id"] for hit in r.json()["results"]} == {"apple", "engine"}

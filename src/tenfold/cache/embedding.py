@@ -1,10 +1,12 @@
 """Embedding cache: per-item float32 vectors, looked up for a whole batch at once.
 
 An item is keyed by its id when the caller gives one (the catalog knows when an
-item changes), else by the SHA-256 of its content; both under the model name and
-version, so a new model version never reads old vectors. One ``get_many`` per
-batch, ``compute`` sees only the distinct misses (in first-seen order), one
-``set_many`` stores them, and the rows come back in the order of ``items``.
+item changes; ids are trusted: an id sent with other content reads, or writes, that
+id's vector), else by the SHA-256 of its content (:func:`content_hash`); both under
+the model name and version, so a new model version never reads old vectors. An item
+whose content has no canonical form (NaN, a non-JSON object) is computed uncached.
+One ``get_many`` per batch, ``compute`` sees only the distinct misses (in first-seen
+order), one ``set_many`` stores them, and the rows come back in the order of ``items``.
 
 Call form::
 
@@ -28,6 +30,7 @@ from tenfold.cache.backend import CacheBackend
 from tenfold.cache.codec import CodecError, decode_array, encode_array
 from tenfold.cache.keys import DEFAULT_NAMESPACE, model_prefix, quote_part
 from tenfold.cache.resilient import ResilientBackend
+from tenfold.cache.result import canonical_json
 from tenfold.cache.stats import LayerStats, Outcome
 
 __all__ = ["DEFAULT_EMBEDDING_TTL_S", "EmbeddingCache", "content_hash"]
@@ -37,16 +40,28 @@ log = logging.getLogger(__name__)
 DEFAULT_EMBEDDING_TTL_S = 24 * 3600.0
 LAYER = "e"
 
-Item = str | bytes
+# Usually str (text) or bytes (images, audio); any JSON value works.
+Item = Any
 Vectors = npt.NDArray[np.float32]
 Compute = Callable[[list[Item]], Any]
 
 
 def content_hash(item: Item) -> str:
-    """SHA-256 hex of an item; str and bytes are tagged apart so "a" != b"a"."""
+    """SHA-256 hex of an item, tagged by kind so that no two kinds share a hash.
+
+    ``s`` + UTF-8 for ``str`` (lone surrogates kept, "surrogatepass"), ``x`` + the bytes
+    for ``bytes``/``bytearray``, ``j`` + canonical JSON for anything else (so ``"3"``,
+    ``3``, ``[0, 0, 0]`` and ``b"\0\0\0"`` all differ). Raises ``TypeError`` for an
+    item with no canonical JSON (see :func:`tenfold.cache.result.canonical_json`).
+    """
     if isinstance(item, str):
-        return hashlib.sha256(b"s" + item.encode()).hexdigest()
-    return hashlib.sha256(b"b" + bytes(item)).hexdigest()
+        data = b"s" + item.encode("utf-8", "surrogatepass")
+    elif isinstance(item, bytes | bytearray):
+        # Not "b": the old fallback wrote ints and lists of ints under "b" + bytes(item).
+        data = b"x" + bytes(item)
+    else:
+        data = b"j" + canonical_json(item)
+    return hashlib.sha256(data).hexdigest()
 
 
 class EmbeddingCache:
@@ -77,9 +92,16 @@ class EmbeddingCache:
         self._prefix = model_prefix(namespace, LAYER, model) + quote_part(version) + ":"
 
     def key(self, item: Item, item_id: str | None = None) -> str:
+        """Raises ``TypeError`` when there is no id and the content has no canonical form."""
         if item_id is not None:
             return f"{self._prefix}id:{quote_part(item_id)}"
         return f"{self._prefix}h:{content_hash(item)}"
+
+    def _key_or_none(self, item: Item, item_id: str | None) -> str | None:
+        try:
+            return self.key(item, item_id)
+        except TypeError:
+            return None
 
     async def embed_many(
         self,
@@ -92,18 +114,29 @@ class EmbeddingCache:
 
         ``compute(missing_items)`` (sync or async) returns one vector per item it is
         given, as an ``(n, dim)`` array or a sequence of 1-d arrays. Its exceptions
-        propagate and nothing of that batch is stored.
+        propagate and nothing of that batch is stored. Items without a key (no id and
+        no canonical form) are computed every time and never stored.
         """
         if ids is not None and len(ids) != len(items):
             raise ValueError(f"{len(ids)} ids for {len(items)} items")
-        keys = [self.key(item, None if ids is None else ids[i]) for i, item in enumerate(items)]
+        keys = [
+            self._key_or_none(item, None if ids is None else ids[i]) for i, item in enumerate(items)
+        ]
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)
-        raw = await self.backend.get_many(keys)
+        cacheable = [key for key in keys if key is not None]
+        found = iter(await self.backend.get_many(cacheable) if cacheable else [])
         rows: list[npt.NDArray[Any] | None] = [None] * len(items)
-        # Distinct missing keys -> positions, in first-seen order (dict order).
-        missing: dict[str, list[int]] = {}
-        for i, (key, value) in enumerate(zip(keys, raw, strict=True)):
+        # Distinct missing keys -> positions, in first-seen order (dict order); an
+        # uncacheable item is missing under its position (an int: never stored).
+        missing: dict[str | int, list[int]] = {}
+        uncacheable = 0
+        for i, key in enumerate(keys):
+            if key is None:
+                missing[i] = [i]
+                uncacheable += 1
+                continue
+            value = next(found)
             if value is not None:
                 try:
                     vec = decode_array(value)
@@ -117,17 +150,20 @@ class EmbeddingCache:
         hits = sum(r is not None for r in rows)
         duplicates = sum(len(p) - 1 for p in missing.values())
         self.stats.count(Outcome.HIT, hits)
-        self.stats.count(Outcome.MISS, len(missing))
+        self.stats.count(Outcome.MISS, len(missing) - uncacheable)
+        self.stats.count(Outcome.BYPASS, uncacheable)
         self.stats.count(Outcome.COALESCED, duplicates)
         if missing:
             todo = [items[positions[0]] for positions in missing.values()]
             computed = await self._compute(compute, todo)
             fresh: dict[str, bytes] = {}
-            for (key, positions), vec in zip(missing.items(), computed, strict=True):
+            for (slot, positions), vec in zip(missing.items(), computed, strict=True):
                 for i in positions:
                     rows[i] = vec
-                fresh[key] = encode_array(vec)
-            await self.backend.set_many(fresh, self.ttl_s)
+                if isinstance(slot, str):
+                    fresh[slot] = encode_array(vec)
+            if fresh:
+                await self.backend.set_many(fresh, self.ttl_s)
         return np.stack([r for r in rows if r is not None]).astype(np.float32, copy=False)
 
     async def _compute(self, compute: Compute, todo: list[Item]) -> list[Vectors]:

@@ -1,7 +1,8 @@
 """Redis cache backend (redis-py asyncio).
 
-One round trip per call: MGET for ``get_many``, one non-transactional pipeline
-of ``SET key value PX ttl`` for ``set_many``; ``delete_prefix`` walks SCAN and
+One round trip per call: MGET for ``get_many`` (MGET plus a PTTL per key in one
+MULTI for ``get_many_with_ttl``, which the near cache uses), one non-transactional
+pipeline of ``SET key value PX ttl`` for ``set_many``; ``delete_prefix`` walks SCAN and
 UNLINKs in chunks (UNLINK frees memory off the main thread). Values are binary
 (no decoding). Socket and connect timeouts are short and redis-py's own retries
 are off, so an outage costs one bounded wait per call, never a stall; every
@@ -79,6 +80,28 @@ class RedisBackend:
             raise self._unavailable("get_many", exc) from exc
         # decode_responses=False: every non-nil reply is bytes.
         return [v if v is None or isinstance(v, bytes) else v.encode() for v in values]
+
+    async def get_many_with_ttl(
+        self, keys: Sequence[str]
+    ) -> list[tuple[bytes | None, float | None]]:
+        """``(value, remaining TTL in seconds or None for no expiry)`` per key, in one round
+        trip: MGET and one PTTL per key in a MULTI block, so each TTL is its value's."""
+        if not keys:
+            return []
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.mget(list(keys))
+                for key in keys:
+                    pipe.pttl(key)
+                values, *pttls = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._unavailable("get_many_with_ttl", exc) from exc
+        # decode_responses=False: every non-nil value is bytes. PTTL: -1 no expiry,
+        # -2 no such key (its value is nil as well).
+        return [
+            (value, None if ms == -1 else max(0, int(ms)) / 1000)
+            for value, ms in zip(values, pttls, strict=True)
+        ]
 
     async def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:
         ttl_ms = _ttl_ms(ttl_s)

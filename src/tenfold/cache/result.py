@@ -3,9 +3,12 @@
 Key: SHA-256 hex of the canonical JSON of ``[key-schema version, tenant or "",
 model name, model version, input, params]`` with sorted keys, under the
 per-model prefix ``{namespace}:r:v1:{model}:`` so that :meth:`ResultCache.
-purge_model` can drop one model. A new model version changes every key. Only
-successes are stored (orjson bytes); an error reaches every waiter of its
-flight and is never cached.
+purge_model` can drop one model. A new model version changes every key. Inputs
+with no canonical JSON (non-JSON values, and NaN/Infinity, which orjson writes as
+``null``) get no key: they are computed and never stored. Only successes are stored
+(orjson bytes); an error reaches every waiter of its flight and is never cached,
+except that a leader's *per-request* error (its own deadline, load shedding) sends
+its followers to try again (see :data:`PER_REQUEST_ERRORS`).
 
 Call form (HTTP predict path)::
 
@@ -20,25 +23,34 @@ Call form (HTTP predict path)::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from tenfold.cache.backend import CacheBackend
 from tenfold.cache.keys import DEFAULT_NAMESPACE, KEY_SCHEMA_VERSION, model_prefix
 from tenfold.cache.resilient import ResilientBackend
 from tenfold.cache.stats import LayerStats, Outcome
+from tenfold.errors import DeadlineExceeded, Overloaded
 
 __all__ = [
     "DEFAULT_RESULT_TTL_S",
+    "MAX_REJOINS",
+    "PER_REQUEST_ERRORS",
     "CachedResult",
+    "NotCanonicalizable",
     "ResultCache",
     "ResultCacheConfig",
+    "canonical_json",
     "no_cache_requested",
 ]
 
@@ -48,6 +60,18 @@ DEFAULT_RESULT_TTL_S = 300.0
 LAYER = "r"
 # Sentinel for "not in the cache": ``None`` is a valid cached value.
 _MISSING: Any = object()
+#: Errors that say something about the *leader's request* (its own deadline, shed by
+#: admission control), not about the input: a follower would maybe have succeeded,
+#: so it tries again instead of receiving them. Anything else reaches every follower.
+PER_REQUEST_ERRORS: tuple[type[BaseException], ...] = (DeadlineExceeded, Overloaded)
+#: How often one follower starts over after leaders failed with a per-request error
+#: before it takes the error as its own: a model that makes every request time out
+#: costs at most this many extra computations per burst, not one per follower.
+MAX_REJOINS = 2
+
+
+class NotCanonicalizable(TypeError):
+    """A value with no canonical JSON form (so no cache key): it is computed uncached."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +118,39 @@ def _retrieve(flight: asyncio.Future[Any]) -> None:
 
 
 def canonical_json(obj: Any) -> bytes:
-    """JSON with sorted keys at every depth; raises ``TypeError`` for non-JSON values."""
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    """JSON with sorted keys at every depth.
+
+    Raises ``TypeError`` for non-JSON values, and :class:`NotCanonicalizable` (a
+    ``TypeError``) for NaN and +-Infinity: orjson writes them as ``null``, so ``[NaN]``,
+    ``[Infinity]`` and ``[null]`` would otherwise share one key.
+    """
+    out = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    # A non-finite float can only hide behind a null: the walk runs only then.
+    if b"null" in out and _has_non_finite(obj):
+        raise NotCanonicalizable("NaN or Infinity has no JSON form (orjson writes null)")
+    return out
+
+
+def _has_non_finite(obj: Any) -> bool:
+    """Whether ``obj`` holds a NaN or an infinity anywhere orjson would serialize it.
+
+    Depth needs no guard: orjson already refused anything nested deeper than 255.
+    """
+    if isinstance(obj, float):
+        return not math.isfinite(obj)
+    if obj is None or isinstance(obj, str | int | bytes):
+        return False
+    if isinstance(obj, dict):
+        return any(_has_non_finite(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return any(_has_non_finite(v) for v in obj)
+    if isinstance(obj, np.ndarray | np.generic):
+        return obj.dtype.kind in "fc" and not bool(np.isfinite(obj).all())
+    if isinstance(obj, enum.Enum):
+        return _has_non_finite(obj.value)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return any(_has_non_finite(getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    return False
 
 
 class ResultCache:
@@ -126,7 +181,8 @@ class ResultCache:
         params: Any = None,
         tenant: str | None = None,
     ) -> str:
-        """The backend key; raises ``TypeError`` when input or params are not JSON values."""
+        """The backend key; raises ``TypeError`` when input or params have no canonical JSON
+        (non-JSON values, NaN, Infinity)."""
         material = canonical_json([KEY_SCHEMA_VERSION, tenant or "", model, version, input, params])
         digest = hashlib.sha256(material).hexdigest()
         return model_prefix(self.config.namespace, LAYER, model) + digest
@@ -147,12 +203,14 @@ class ResultCache:
 
         ``bypass=True`` (``Cache-Control: no-cache``) skips the lookup and the flight,
         computes, and stores a success so that later requests see the fresh value.
-        Exceptions from ``compute`` propagate to every waiter and are never stored.
+        Exceptions from ``compute`` propagate to every waiter and are never stored, except
+        that a follower whose leader failed with one of :data:`PER_REQUEST_ERRORS` starts
+        over (up to :data:`MAX_REJOINS` times), so that its own request decides.
         """
         try:
             key = self.key(model, version, input, params, tenant)
         except TypeError:
-            # Not canonicalizable: no key, so no caching, but the request still runs.
+            # Not canonicalizable (incl. NaN/Infinity): no key, so no caching, but it runs.
             self.stats.count(Outcome.BYPASS)
             return CachedResult(await compute(), Outcome.BYPASS)
         ttl = ttl_s if ttl_s is not None else self.config.ttl_for(model)
@@ -160,6 +218,7 @@ class ResultCache:
             self.stats.count(Outcome.BYPASS)
             value = await self._compute_and_store(model, key, compute, ttl)
             return CachedResult(value, Outcome.BYPASS)
+        rejoins = 0
         while (flight := self._flights.get(key)) is not None:
             # Counted on joining, so that stats show waiters while the flight is out.
             self.stats.count(Outcome.COALESCED)
@@ -172,6 +231,14 @@ class ResultCache:
                     self.stats.coalesced -= 1
                     continue
                 raise
+            except PER_REQUEST_ERRORS:
+                # The leader's own deadline or admission failed it, not the input: this
+                # request may well succeed, so start over (bounded, see MAX_REJOINS).
+                if rejoins >= MAX_REJOINS:
+                    raise
+                rejoins += 1
+                self.stats.coalesced -= 1
+                continue
             return CachedResult(value, Outcome.COALESCED)
         # Registered before the first await, so every identical request from here on joins it.
         # A plain future, not a task: the hit path stays one coroutine, with no scheduling.

@@ -137,13 +137,15 @@ class CacheStack:
 
         Per layer: entries deleted, or ``None`` where the backend was unavailable
         (answer 503 so the operator retries). Empty when the cache is disabled.
+        Every layer the stack can serve is purged, opened here if this process has
+        not used it yet: on a shared backend (Redis) another process may have filled it.
         """
         out: dict[str, int | None] = {}
         if self.result is not None:
             out["result"] = await self.result.purge_model(model)
-        if "embedding" in self._backends:
+        if self.enabled:
             prefix = model_prefix(self.settings.namespace, EMBEDDING_LAYER, model)
-            out["embedding"] = await self._backends["embedding"].try_delete_prefix(prefix)
+            out["embedding"] = await self._open("embedding").try_delete_prefix(prefix)
         return out
 
     def stats(

@@ -259,7 +259,9 @@ class FeatureStore:
         """Load ``entity_ids`` (default: ``view.list_entities()``) and store them now.
 
         Runs ahead of traffic (cron, after a batch job) so requests find fresh
-        values; each entry gets the full ``ttl_s`` from now.
+        values; each entry gets the full ``ttl_s`` from now. An id the source no
+        longer has is stored as absent (for ``missing_ttl_s``, as on a serving miss),
+        so an entity deleted at the source stops being served at once.
         """
         view = self.view(view_name)
         if entity_ids is None:
@@ -276,8 +278,8 @@ class FeatureStore:
             chunk = ids[start : start + view.max_batch]
             loaded, n = await self._load(view, chunk)
             calls += n
-            found = [i for i in chunk if i in loaded]
-            await self._store(view, *self._encode(view, found, loaded))
+            found, absent = self._encode(view, chunk, loaded)
+            await self._store(view, found, absent)
             stored += len(found)
             if on_progress is not None:
                 on_progress(start + len(chunk), len(ids))

@@ -43,6 +43,7 @@ from tenfold.errors import (
     CacheUnavailable,
     DeadlineExceeded,
     InvalidInput,
+    ModelError,
     ModelNotFound,
     NotReady,
     Overloaded,
@@ -59,7 +60,7 @@ from tenfold.server.alerts import QueueWatch
 from tenfold.server.autoscaling import build_scaler, describe
 from tenfold.server.limits import BodyLimitMiddleware
 from tenfold.server.metrics import ServingMetrics
-from tenfold.server.responses import JSONResponse
+from tenfold.server.responses import JSONResponse, dumps
 
 log = logging.getLogger("tenfold.server")
 
@@ -302,6 +303,21 @@ def _seconds_per_item(server: Server) -> float:
     return busy / items if items else 0.0
 
 
+def _unencodable(output: Any, exc: Exception) -> ModelError:
+    return ModelError(
+        f"the model returned an output JSON cannot carry ({type(output).__name__}): {exc}"
+    )
+
+
+def _encodable_or_error(output: Any) -> Any:
+    """``output`` if it encodes as JSON, else that item's error (the others stay answered)."""
+    try:
+        dumps(output)
+    except (TypeError, ValueError) as exc:
+        return {"error": _unencodable(output, exc).to_dict()}
+    return output
+
+
 def create_app(
     settings: ServerSettings,
     *,
@@ -442,24 +458,37 @@ def create_app(
                 outcome = outcomes[0]
                 if isinstance(outcome, TenfoldError):
                     raise outcome
-                return JSONResponse(
-                    {"output": outcome, "model": service.name, "version": service.version},
-                    headers=headers,
-                )
+                payload = {"output": outcome, "model": service.name, "version": service.version}
+                try:
+                    return JSONResponse(payload, headers=headers)
+                except (TypeError, ValueError) as exc:
+                    raise _unencodable(outcome, exc) from exc
             refused = [o for o in outcomes if isinstance(o, Overloaded)]
             if len(refused) == len(outcomes):
                 raise refused[0]  # nothing was admitted: answer 429/503 for the request
             outputs = [
                 {"error": o.to_dict()} if isinstance(o, TenfoldError) else o for o in outcomes
             ]
-            return JSONResponse(
-                {"outputs": outputs, "model": service.name, "version": service.version},
-                headers=headers,
-            )
+            try:
+                return JSONResponse(
+                    {"outputs": outputs, "model": service.name, "version": service.version},
+                    headers=headers,
+                )
+            except (TypeError, ValueError):
+                # One output JSON cannot carry fails alone; its batch-mates are answered.
+                # (Encoded again item by item only on this rare path.)
+                outputs = [_encodable_or_error(o) for o in outputs]
+                return JSONResponse(
+                    {"outputs": outputs, "model": service.name, "version": service.version},
+                    headers=headers,
+                )
         except TenfoldError as exc:
             status = http_errors.status_of(exc)
             if status in (429, 503, 504):
                 server.metrics.shed.labels(service.name, exc.type).inc()
+            raise
+        except Exception:
+            status = 500  # answered by the catch-all handler: count it as such
             raise
         finally:
             elapsed = time.perf_counter() - started
