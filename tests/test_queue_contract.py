@@ -364,3 +364,46 @@ async def test_claim_waits_for_work_and_wakes_on_enqueue(make_queue: Factory) ->
     t0 = time.monotonic()
     assert await worker.claim("m", 4, wait_ms=300, lease_ms=1000, worker_id="w") == []
     assert 0.25 <= time.monotonic() - t0 < 2.0
+
+
+async def test_an_expired_lease_counts_as_queued_since_it_ran_out(
+    q: QueueBackend, clock: FakeClock
+) -> None:
+    """Stats: a lease whose worker is gone is not "leased"; the job is claimable again, and
+    has waited since its lease ran out."""
+    await q.enqueue("m", 1)
+    await claim(q, lease_ms=60_000, worker="dies")
+    clock.advance(30)
+    s = await q.stats("m")
+    assert (s.queued, s.leased, s.oldest_queued_age_s) == (0, 1, 0.0)
+    clock.advance(90)  # the lease ran out 60 s ago; nobody has reclaimed the job yet
+    s = await q.stats("m")
+    assert (s.queued, s.leased) == (1, 0)
+    assert s.oldest_queued_age_s == pytest.approx(60.0)
+
+
+async def test_a_claims_wait_counts_from_when_the_job_last_became_claimable(
+    q: QueueBackend, clock: FakeClock
+) -> None:
+    """Not from its enqueue: a reclaimed job waited since its lease expired, a retry since
+    its backoff was over. The claimed job's queued_at says when that was (what the worker's
+    wait histogram reads)."""
+    job = await q.enqueue("m", 1)
+    await claim(q, lease_ms=60_000, worker="dies")
+    clock.advance(125)  # the lease ran out at T0 + 60: waited 65 s, not 125 s
+    [again] = await claim(q, lease_ms=60_000, worker="w2")
+    assert again.job.queued_at == pytest.approx(T0 + 60)
+    assert again.job.started_at == pytest.approx(T0 + 125)
+    s = await q.stats("m")  # the first claim (at T0) left the 60 s window
+    assert s.avg_wait_s == pytest.approx(65.0)
+    assert (s.queued, s.leased) == (0, 1)
+    got = await q.get(job.id)
+    assert got is not None and got.queued_at == again.job.queued_at
+    # A retry: waited from its due time, not from the failed attempt.
+    assert await q.fail(job.id, again.token, JobError("E", "x")) is JobStatus.QUEUED
+    retry = await q.get(job.id)
+    assert retry is not None and retry.queued_at > clock.now()
+    clock.advance(CONFIG.stats_window_s + 30)  # the backoff (at most 4 s) is long over
+    [third] = await claim(q)
+    assert third.job.queued_at == retry.queued_at
+    assert (await q.stats("m")).avg_wait_s == pytest.approx(clock.now() - retry.queued_at)

@@ -136,7 +136,7 @@ async def test_done_notification_carries_a_small_job_and_only_the_id_of_a_big_on
     claims = {c.job.id: c for c in await rq.claim("m", 2, wait_ms=0, lease_ms=5000, worker_id="w")}
     assert await rq.complete(small.id, claims[small.id].token, {"label": "setosa"})
     assert await rq.complete(big.id, claims[big.id].token, "done")
-    messages = []
+    messages: list[str] = []
     while len(messages) < 2:
         m = await asyncio.wait_for(pubsub.get_message(timeout=5), 6)
         if m is not None:
@@ -257,3 +257,129 @@ async def test_a_resubmission_as_the_earlier_job_expires_gets_that_job_not_a_pha
     finally:
         await setup.close()
         delete_prefix(prefix)
+
+
+async def test_queued_jobs_survive_the_loss_of_their_stream(rq: RedisQueue) -> None:
+    """The stream key is gone (evicted, deleted) while the job records survive: the claim that
+    meets NOGROUP puts the queued jobs back on a new stream; a running job still completes."""
+    r = raw(rq)
+    a = await rq.enqueue("m", "a")
+    [held] = await rq.claim("m", 1, wait_ms=0, lease_ms=5000, worker_id="w")
+    b = await rq.enqueue("m", "b")
+    assert await r.delete(f"{rq.prefix}:stream:m") == 1
+    claims = await rq.claim("m", 5, wait_ms=0, lease_ms=5000, worker_id="w")
+    assert [c.job.id for c in claims] == [b.id]
+    assert await rq.claim("m", 5, wait_ms=0, lease_ms=5000, worker_id="w") == []  # once
+    assert await rq.complete(a.id, held.token, "a done")
+    assert await rq.complete(b.id, claims[0].token, "b done")
+    for job in (a, b):
+        got = await rq.get(job.id)
+        assert got is not None and got.status is JobStatus.SUCCEEDED
+    assert await rq.depth("m") == 0
+    assert await r.xlen(f"{rq.prefix}:stream:m") == 0
+    await r.aclose()
+
+
+async def test_wait_statistics_stay_bounded_without_anyone_reading_them() -> None:
+    """Claims add per-second wait buckets; the claim itself drops those that left the stats
+    window (nothing calls stats() here)."""
+    from tenfold.clock import FakeClock
+    from tenfold.queue import QueueConfig
+
+    prefix = unique_prefix()
+    clock = FakeClock(start=1000.0)
+    q = RedisQueue(REDIS_URL, prefix=prefix, config=QueueConfig(stats_window_s=10.0), clock=clock)
+    r = raw(q)
+    try:
+        for i in range(200):
+            await q.enqueue("m", i)
+            assert await q.claim("m", 1, wait_ms=0, lease_ms=5000, worker_id="w")
+            clock.advance(1.0)
+        assert await r.hlen(f"{prefix}:waits:m") <= 4 * (10 + 1) + 2
+        in_window = {f"{second}:n" for second in range(1190, 1200)}
+        assert in_window <= set(await r.hkeys(f"{prefix}:waits:m"))
+        assert (await q.stats("m")).avg_wait_s == 0.0  # the window's buckets are still there
+    finally:
+        await r.aclose()
+        await q.close()
+        delete_prefix(prefix)
+
+
+async def test_a_waiter_is_woken_promptly_after_redis_restarts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The listener resubscribes after the restart (it used to stay dead until the next
+    wait() began, leaving waiters to the re-check); and the first commands after the
+    restart succeed (no stale pooled connection fails one of them)."""
+    import asyncio
+    import time
+
+    from redis_support import own_redis
+    from tenfold.queue import redis_streams
+
+    monkeypatch.setattr(redis_streams, "_RECHECK_S", 30.0)  # only a notification wakes it
+    with own_redis(durable=True) as server:
+        api, worker = RedisQueue(server.url, prefix="t"), RedisQueue(server.url, prefix="t")
+        try:
+            job = await api.enqueue("m", 1)
+            waiting = asyncio.create_task(api.wait(job.id, 20))
+            await asyncio.sleep(0.2)  # waiting, subscribed
+            server.kill()
+            server.start()
+            await asyncio.sleep(0.3)  # the listener notices and resubscribes
+            got = await asyncio.gather(*(api.get(job.id) for _ in range(4)))
+            assert all(j is not None and j.status is JobStatus.QUEUED for j in got)
+            [c] = await worker.claim("m", 1, wait_ms=0, lease_ms=5000, worker_id="w")
+            assert await worker.complete(job.id, c.token, "done")
+            t0 = time.monotonic()
+            done = await asyncio.wait_for(waiting, 5)
+            assert done.status is JobStatus.SUCCEEDED
+            assert time.monotonic() - t0 < 0.5
+        finally:
+            await api.close()
+            await worker.close()
+
+
+async def test_a_completion_while_the_listener_is_down_wakes_its_waiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The notification is lost while the pub/sub connection is down: once resubscribed, the
+    listener wakes every waiter to read its job again."""
+    import asyncio
+    import threading
+
+    import redis
+
+    from redis_support import own_redis
+    from tenfold.queue import redis_streams
+
+    monkeypatch.setattr(redis_streams, "_RECHECK_S", 30.0)  # only the listener wakes it
+    with own_redis(durable=False) as server:
+        api = RedisQueue(server.url, prefix="t")
+        try:
+            job = await api.enqueue("m", 1)
+            [c] = await api.claim("m", 1, wait_ms=0, lease_ms=5000, worker_id="w")
+            waiting = asyncio.create_task(api.wait(job.id, 20))
+            await asyncio.sleep(0.2)  # waiting, subscribed
+
+            async def complete() -> None:
+                worker = RedisQueue(server.url, prefix="t")
+                try:
+                    assert await worker.complete(job.id, c.token, "done")
+                finally:
+                    await worker.close()
+
+            # While this loop is blocked (its listener cannot react): the pub/sub connection
+            # drops, and the job completes, its notification sent to nobody.
+            admin = redis.Redis.from_url(server.url)
+            try:
+                assert admin.client_kill_filter(_type="pubsub") == 1
+            finally:
+                admin.close()
+            thread = threading.Thread(target=asyncio.run, args=(complete(),))
+            thread.start()
+            thread.join()
+            done = await asyncio.wait_for(waiting, 5)
+            assert done.status is JobStatus.SUCCEEDED and done.result == "done"
+        finally:
+            await api.close()

@@ -37,7 +37,7 @@ async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[s
 async def test_worker_isolates_poison_and_invalid_inputs(url: str) -> None:
     q: QueueBackend = from_url(url)
     try:
-        inputs: list[object] = list(range(30))
+        inputs: list[Any] = list(range(30))
         inputs[5] = "not a number"
         jobs = [await q.enqueue("echo", x) for x in inputs]
         stats = await run_worker_async(
@@ -254,8 +254,9 @@ async def test_sigterm_releases_the_batch_after_grace(tmp_path: Path) -> None:
         assert code == 0, (tmp_path / "worker.log").read_text()
         assert time.monotonic() - t0 < 5  # did not wait for the 30 s batch
         back = await q.get(job.id)
-        # released unrun at shutdown: back in the queue, and the attempt is given back too
-        assert back is not None and back.status is JobStatus.QUEUED and back.attempts == 0
+        # back in the queue; the batch ran, so the attempt counts
+        assert back is not None and back.status is JobStatus.QUEUED and back.attempts == 1
+        assert back.error is not None and back.error.type == "WorkerStopped"
     finally:
         await q.close()
 
@@ -285,6 +286,57 @@ async def test_the_worker_observes_each_claimed_jobs_queue_wait(tmp_path: Path) 
     finally:
         await q.close()
     assert sorted(waits) == [0.5, 2.5]
+
+
+async def test_a_batch_that_outlives_the_grace_period_counts_its_attempt(url: str) -> None:
+    """Stopped mid-batch, past grace: the jobs go back to the queue, but the batch ran (and
+    runs on in its abandoned thread), so the attempt is not given back: a job that outlives
+    every grace period is dead-lettered in the end instead of returning forever."""
+    from queue_models import Slow
+
+    q: QueueBackend = from_url(url)  # max_attempts=3
+    model = Slow()
+    model.load()
+    try:
+        job = await q.enqueue("slow", 0.6)
+        for attempt in (1, 2, 3):
+            worker = Worker(model, q, WorkerConfig(idle_wait_ms=100, grace_s=0.05))
+            running = asyncio.create_task(worker.run())
+            while (got := await q.get(job.id)) is None or got.status is not JobStatus.RUNNING:
+                await asyncio.sleep(0.01)  # a real thread runs the batch: no clock to fake
+            worker.stop.set()
+            stats = await asyncio.wait_for(running, 5)
+            assert stats.abandoned
+            back = await q.get(job.id)
+            assert back is not None and back.attempts == attempt
+            assert back.error is not None and back.error.type == "WorkerStopped"
+            if attempt < 3:
+                assert back.status is JobStatus.QUEUED and stats.released == 1
+        assert back is not None and back.status is JobStatus.DEAD and stats.dead == 1
+    finally:
+        await q.close()
+
+
+async def test_a_taken_over_jobs_wait_counts_from_its_lease_expiry(url: str) -> None:
+    """The histogram sees the time since the dead worker's lease ran out, not since enqueue."""
+    from tenfold.clock import FakeClock
+
+    clock = FakeClock(1_000.0)
+    q: QueueBackend = from_url(url, clock=clock)
+    waits: list[float] = []
+    model = _Batches()
+    model.load()
+    worker = Worker(
+        model, q, WorkerConfig(batch_timeout_ms=0, idle_wait_ms=0), observe_wait=waits.append
+    )
+    try:
+        await q.enqueue("batches", 1)
+        assert await q.claim("batches", 1, wait_ms=0, lease_ms=60_000, worker_id="dies")
+        clock.advance(125.0)
+        assert await worker.run_once() == 1
+    finally:
+        await q.close()
+    assert waits == [pytest.approx(65.0)]
 
 
 def test_worker_metrics_port_serves_the_wait_histogram() -> None:

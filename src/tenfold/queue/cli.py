@@ -76,7 +76,8 @@ def worker_command(
     logging.getLogger("tenfold.queue.worker").info("worker done: %s", stats)
     if stats.abandoned or threading.active_count() > 1:
         # A predict call outlived the grace period; its thread cannot be interrupted, and
-        # its jobs were released, so leave now instead of joining it.
+        # its jobs were failed as WorkerStopped (the attempt counts, they retry), so leave
+        # now instead of joining it.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

@@ -52,7 +52,8 @@ class Job:
     attempts: int
     created_at: float
     updated_at: float
-    #: When the job (re)entered the queue: enqueue, retry due time, requeue.
+    #: When the job (re)entered the queue: enqueue, retry due time, requeue, or the
+    #: expiry of a lease another worker then took over (its queue wait runs from here).
     queued_at: float
     started_at: float | None = None
     finished_at: float | None = None

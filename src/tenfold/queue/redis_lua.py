@@ -9,10 +9,11 @@ per-job keys from ids)::
                               entries are XACK+XDEL'd when their attempt ends
     P:queued:<model>   zset   id -> queued_at   (claimable or waiting out a backoff)
     P:delayed:<model>  zset   id -> due_at      (retry backoff; moved to the stream when due)
-    P:running:<model>  zset   id -> lease expiry
+    P:running:<model>  zset   id -> lease expiry (past: claimable again)
     P:dead:<model>     zset   id -> finished_at (dead letters)
     P:idem:<model>:<key>      string -> job id
-    P:waits:<model>    hash   per-second sums of queue wait, for stats
+    P:waits:<model>    hash   per-second sums of queue wait, for stats ("<second>:n",
+                              "<second>:s"); CLAIM drops the seconds that left the window
     P:models           set    model names
     P:done             pub/sub channel: jobs that became terminal, as "<id>", or as
                               "<id> <JSON array of the job hash's fields and values>"
@@ -107,7 +108,8 @@ return id
 """
 )
 
-# ARGV: prefix, model, now, n, lease_expires_at, token, worker, max_attempts, group, bucket
+# ARGV: prefix, model, now, n, lease_expires_at, token, worker, max_attempts, group, bucket,
+#       stats_window_s
 # Returns {dead_count, last_stream_id, {job hash fields}...}
 CLAIM = (
     _PRELUDE
@@ -126,10 +128,19 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0
 end
 local out = {0, ''}
 local taken, wait_sum = 0, 0
-local function take(id)
+-- since: when an expired lease ran out (nil for a queued job). A job's wait counts from
+-- when it last became claimable, which its queued_at then says: enqueue, release or
+-- requeue, a retry's due time (set by FAIL), or the expiry of the lease it was taken from
+-- (not the previous run and lease as queue time).
+local function take(id, since)
   local jk = jkey(id)
   redis.call('HINCRBY', jk, 'attempts', 1)
-  wait_sum = wait_sum + math.max(0, nnow - tonumber(redis.call('HGET', jk, 'queued_at')))
+  local queued_at = redis.call('HGET', jk, 'queued_at')
+  if since and tonumber(since) > tonumber(queued_at) then
+    queued_at = since
+    redis.call('HSET', jk, 'queued_at', since)
+  end
+  wait_sum = wait_sum + math.max(0, nnow - tonumber(queued_at))
   redis.call('HSET', jk, 'status', 'running', 'token', token, 'started_at', now,
     'updated_at', now, 'worker', worker, 'lease_expires_at', expires)
   redis.call('ZREM', queued, id)
@@ -157,7 +168,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0
   else
     local entry = redis.call('HGET', jk, 'entry')
     if entry then redis.call('XCLAIM', stream, group, worker, 0, entry) end
-    take(id)
+    take(id, redis.call('HGET', jk, 'lease_expires_at'))
   end
 end
 -- 3. New entries. An entry whose job is no longer queued (cancelled, or a duplicate
@@ -183,6 +194,16 @@ if taken > 0 then
   local waits = mkey('waits', model)
   redis.call('HINCRBY', waits, ARGV[10] .. ':n', taken)
   redis.call('HINCRBYFLOAT', waits, ARGV[10] .. ':s', wait_sum)
+  -- Bounded without anyone reading stats: past two windows' worth of seconds (two fields
+  -- each), drop every second that left the window (amortised: one scan per window).
+  local window = tonumber(ARGV[11])
+  if redis.call('HLEN', waits) > 4 * (math.ceil(window) + 1) then
+    local cutoff = tonumber(ARGV[10]) - window
+    for _, f in ipairs(redis.call('HKEYS', waits)) do
+      local second = tonumber(string.match(f, '^([^:]*):'))
+      if second == nil or second < cutoff then redis.call('HDEL', waits, f) end
+    end
+  end
 else
   local info = redis.call('XINFO', 'STREAM', stream)
   for i = 1, #info, 2 do
@@ -190,6 +211,30 @@ else
   end
 end
 return out
+"""
+)
+
+# ARGV: prefix, model. After the stream was lost (NOGROUP: the key evicted or deleted while
+# the job records survive; the group was just recreated with MKSTREAM): a new entry, oldest
+# first, for every queued job whose entry is gone, or it would never be delivered again.
+# Retries waiting out a backoff get theirs from CLAIM when due; running jobs need none
+# (their completion acknowledges whatever entry is left). Returns how many were added.
+REPAIR = (
+    _PRELUDE
+    + """
+local model = ARGV[2]
+local stream, delayed = mkey('stream', model), mkey('delayed', model)
+local added = 0
+for _, id in ipairs(redis.call('ZRANGE', mkey('queued', model), 0, -1)) do
+  local jk = jkey(id)
+  local st = redis.call('HMGET', jk, 'status', 'entry')
+  if st[1] == 'queued' and not redis.call('ZSCORE', delayed, id)
+      and ((not st[2]) or #redis.call('XRANGE', stream, st[2], st[2]) == 0) then
+    push_entry(model, jk, id)
+    added = added + 1
+  end
+end
+return added
 """
 )
 

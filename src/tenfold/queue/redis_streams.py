@@ -7,8 +7,9 @@ attempts are spent, then ``XREADGROUP >`` for new entries; the job hash is
 the record every transition updates. Heartbeats use ``XCLAIM ... JUSTID`` to
 keep the pending entry fresh without counting a delivery; a finished attempt
 is ``XACK`` + ``XDEL`` (never ``MAXLEN``). If the group is gone (``NOGROUP``:
-a Redis restart without persistence, a deleted stream) it is recreated from
-id 0 and the claim retried. Every read-then-write is one script (see
+a Redis restart without persistence, a deleted or evicted stream) it is
+recreated from id 0, queued jobs whose entries went with the stream get new
+ones, and the claim is retried. Every read-then-write is one script (see
 :mod:`tenfold.queue.redis_lua`); the Python side only computes values.
 
 Leases are measured by the injected clock and stored in a sorted set rather
@@ -19,7 +20,9 @@ of acknowledged submissions, AOF (``appendonly yes``).
 
 ``wait`` subscribes to one shared ``P:done`` pub/sub channel (one connection
 per backend object), and re-checks every second in case a message was lost
-(pub/sub is fire-and-forget across reconnects). A small finished job travels
+(pub/sub is fire-and-forget across reconnects); a listener that loses its
+connection resubscribes while anyone waits and wakes them all to read their
+jobs again. A small finished job travels
 inside its notification (see :data:`~tenfold.queue.redis_lua.NOTIFY_MAX_BYTES`),
 so the waiter that submitted it reads nothing back: with ``enqueue_and_wait``,
 a job costs the API one round trip to Redis.
@@ -29,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import random
+import re
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
@@ -46,9 +51,40 @@ from tenfold.queue.wallclock import NowClock, WallClock
 
 T = TypeVar("T")
 
+log = logging.getLogger("tenfold.queue.redis")
+
 GROUP = "workers"
 _RECHECK_S = 1.0
 _SHORT_WAIT_S = 0.2
+#: The pub/sub listener's resubscribe backoff after a lost connection: first and longest.
+_RESUBSCRIBE_FIRST_S = 0.05
+_RESUBSCRIBE_MAX_S = 2.0
+
+#: Error replies that say "not now" rather than "wrong": a failover's demoted primary
+#: (READONLY), a full Redis under noeviction (OOM), a restart replaying its AOF (LOADING),
+#: a failed background save (MISCONF), a replica cut off from its primary (MASTERDOWN,
+#: NOREPLICAS), a long script (BUSY), a role change unblocking XREAD (UNBLOCKED), cluster
+#: moves (TRYAGAIN, CLUSTERDOWN). A script's ``redis.call`` error keeps its code, after
+#: a leading ``-`` when Redis wraps it ("Error running script ... -READONLY ...").
+_UNAVAILABLE_CODES = re.compile(
+    r"(?:^|\s-)(?:LOADING|MISCONF|READONLY|OOM|MASTERDOWN|NOREPLICAS|BUSY|UNBLOCKED"
+    r"|TRYAGAIN|CLUSTERDOWN)\b"
+)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Whether a Redis error means the queue store cannot serve us now (-> 503, the worker
+    backs off), as opposed to a bug of ours (a Lua error, wrong arguments), which stays one."""
+    import redis.exceptions as rexc
+
+    if isinstance(exc, (rexc.ConnectionError, rexc.TimeoutError, OSError)):
+        return True  # BusyLoadingError (LOADING) is a ConnectionError
+    if isinstance(
+        exc,
+        (rexc.ReadOnlyError, rexc.OutOfMemoryError, rexc.TryAgainError, rexc.ClusterDownError),
+    ):
+        return True
+    return isinstance(exc, rexc.ResponseError) and bool(_UNAVAILABLE_CODES.search(str(exc)))
 
 
 def _f(value: float) -> str:
@@ -89,6 +125,29 @@ def _notified_job(fields: str) -> Job | None:
         return _job(_pairs(codec.loads(fields)))
     except (ValueError, KeyError, TypeError):  # not ours to trust blindly: read it back
         return None
+
+
+def _pool_options() -> dict[str, Any]:
+    """Maintenance notifications off where redis-py has them (7+, on by default with RESP3):
+    while on, the pool skips its check that a pooled connection is still open when it
+    hands one out, so after a Redis restart every stale pooled connection failed one
+    command (a spurious 503) before reconnecting. A self-hosted Redis sends none anyway."""
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+
+async def _drop_pubsub(pubsub: Any) -> None:
+    """Close a pub/sub whose connection may be broken: disconnect that connection first, so
+    the pool gets it back closed (it reconnects on its next use), never half-open."""
+    connection = getattr(pubsub, "connection", None)
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            await connection.disconnect()
+    with contextlib.suppress(Exception):
+        await pubsub.aclose()
 
 
 class _Watch:
@@ -152,16 +211,18 @@ class RedisQueue:
                 decode_responses=True,
                 socket_connect_timeout=5,
                 retry=Retry(NoBackoff(), 0),
+                **_pool_options(),
             )
             self._client = aioredis.Redis(connection_pool=pool)
             for name in ("ENQUEUE", "CLAIM", "HEARTBEAT", "COMPLETE", "FAIL", "RELEASE"):
                 self._scripts[name] = self._client.register_script(getattr(redis_lua, name))
-            for name in ("CANCEL", "REQUEUE_DEAD"):
+            for name in ("CANCEL", "REQUEUE_DEAD", "REPAIR"):
                 self._scripts[name] = self._client.register_script(getattr(redis_lua, name))
         return self._client
 
     async def _call(self, pending: Awaitable[T]) -> T:
-        """Await a Redis call, translating Redis errors to ours at this one boundary."""
+        """Await a Redis call, translating Redis errors to ours at this one boundary (the
+        pipelined path applies the same :func:`_unavailable` test to each reply)."""
         import redis.exceptions as rexc
 
         if self._closed:
@@ -170,13 +231,13 @@ class RedisQueue:
             raise QueueUnavailable(f"{self!r} is closed")
         try:
             return await pending
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            # BusyLoadingError (Redis replaying its AOF after a restart) is a ConnectionError.
-            raise QueueUnavailable(f"redis queue {self.url}: {exc}") from exc
-        except rexc.ResponseError as exc:
-            if "LOADING" in str(exc) or "MISCONF" in str(exc):
-                raise QueueUnavailable(f"redis queue {self.url}: {exc}") from exc
+        except (rexc.RedisError, OSError) as exc:
+            if _unavailable(exc):
+                raise self._unavailable_error(exc) from exc
             raise
+
+    def _unavailable_error(self, exc: BaseException) -> QueueUnavailable:
+        return QueueUnavailable(f"redis queue {self.url}: {type(exc).__name__}: {exc}")
 
     async def _script(self, name: str, *args: Any) -> Any:
         self._redis()
@@ -210,6 +271,8 @@ class RedisQueue:
                 if isinstance(got, rexc.NoScriptError):
                     missing.append(i)
                 elif isinstance(got, Exception):
+                    if _unavailable(got):
+                        raise self._unavailable_error(got) from got
                     raise got
                 else:
                     results[i] = got
@@ -286,6 +349,14 @@ class RedisQueue:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    async def _recover_group(self, model: str) -> None:
+        """After ``NOGROUP``: recreate the group and, if the stream itself was lost (evicted
+        or deleted while the job records survive), put queued jobs back on it."""
+        await self._ensure_group(model)
+        added = await self._script("REPAIR", model)
+        if added:
+            log.warning("redis queue %s: re-added %d lost stream entries of %r", self, added, model)
+
     async def claim(
         self, model: str, max_items: int, *, wait_ms: float, lease_ms: float, worker_id: str
     ) -> list[Claim]:
@@ -309,13 +380,14 @@ class RedisQueue:
                 self.config.retry.max_attempts,
                 GROUP,
                 str(math.floor(now)),
+                _f(self.config.stats_window_s),
             )
             try:
                 out = await self._script("CLAIM", *args)
             except rexc.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
-                await self._ensure_group(model)
+                await self._recover_group(model)
                 out = await self._script("CLAIM", *args)
             claims = [Claim(_job(_pairs(flat)), token, expires) for flat in out[2:]]
             remaining = deadline - loop.time()
@@ -495,36 +567,97 @@ class RedisQueue:
                 await self._subscribe()
 
     async def _subscribe(self) -> None:
-        client = self._redis()
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub = await self._open_pubsub()
+        if pubsub is None:
+            return  # waiters fall back to the 1 s re-check
+        self._listener = asyncio.create_task(self._listen(pubsub), name="tenfold-redis-done")
+
+    async def _open_pubsub(self) -> Any:
+        """A pub/sub connection subscribed to ``P:done``; ``None`` if Redis is unavailable."""
+        if self._closed:
+            return None
+        pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
         try:
             await self._call(pubsub.subscribe(f"{self.prefix}:done"))
         except QueueUnavailable:
-            await pubsub.aclose()
-            return  # waiters fall back to the 1 s re-check
+            await _drop_pubsub(pubsub)
+            return None
         self._pubsub = pubsub
-        self._listener = asyncio.create_task(self._listen(pubsub), name="tenfold-redis-done")
+        return pubsub
 
     async def _listen(self, pubsub: Any) -> None:
+        """Hand "done" notifications to waiters. A lost connection is logged and dropped
+        (closed, never back into the pool as it is); while anyone waits, the listener
+        resubscribes with backoff and then wakes every waiter to read its job again (a
+        notification sent meanwhile is lost). With nobody waiting, it ends: the next
+        ``wait`` subscribes."""
+        loop = asyncio.get_running_loop()
+        delay = _RESUBSCRIBE_FIRST_S
         try:
-            while not self._closed:
-                # No timeout: each timed read would set up (and cancel) a timer per message.
-                message = await pubsub.get_message(timeout=None)
-                if message is None or message.get("type") != "message":
-                    continue
-                job_id, _, fields = str(message["data"]).partition(" ")
-                watches = self._waiters.get(job_id)
-                if not watches:
-                    continue  # another process's job: not even parsed
-                job = _notified_job(fields)
-                for watch in watches:
-                    watch.job = job
-                    watch.event.set()
-        except Exception:  # a lost connection: the next wait() resubscribes
-            return
+            while True:
+                subscribed = loop.time()
+                try:
+                    await self._deliver(pubsub)
+                    return  # closed
+                except Exception as exc:
+                    if self._closed:
+                        return
+                    log.warning(
+                        "redis queue %s: done notifications lost (%s: %s); resubscribing",
+                        self,
+                        type(exc).__name__,
+                        exc,
+                    )
+                await _drop_pubsub(pubsub)
+                pubsub = None
+                if loop.time() - subscribed < _RESUBSCRIBE_MAX_S:
+                    # Lost again soon after subscribing: back off rather than spin.
+                    await asyncio.sleep(delay)
+                    delay = min(_RESUBSCRIBE_MAX_S, delay * 2)
+                else:
+                    delay = _RESUBSCRIBE_FIRST_S
+                pubsub = await self._resubscribe()
+                if pubsub is None:
+                    return
+                self._wake_all()
         finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+            if pubsub is not None:
+                await _drop_pubsub(pubsub)
+
+    async def _deliver(self, pubsub: Any) -> None:
+        while not self._closed:
+            # No timeout: each timed read would set up (and cancel) a timer per message.
+            message = await pubsub.get_message(timeout=None)
+            if message is None or message.get("type") != "message":
+                continue
+            job_id, _, fields = str(message["data"]).partition(" ")
+            watches = self._waiters.get(job_id)
+            if not watches:
+                continue  # another process's job: not even parsed
+            job = _notified_job(fields)
+            for watch in watches:
+                watch.job = job
+                watch.event.set()
+
+    async def _resubscribe(self) -> Any:
+        """Subscribe again, backing off while Redis is unavailable, for as long as anyone
+        waits; ``None`` once nobody does (or the queue is closed)."""
+        delay = _RESUBSCRIBE_FIRST_S
+        while self._waiters and not self._closed:
+            pubsub = await self._open_pubsub()
+            if pubsub is not None:
+                log.info("redis queue %s: done notifications resubscribed", self)
+                return pubsub
+            await asyncio.sleep(delay)
+            delay = min(_RESUBSCRIBE_MAX_S, delay * 2)
+        return None
+
+    def _wake_all(self) -> None:
+        """Every waiter reads its job again (nothing carried)."""
+        for watches in self._waiters.values():
+            for watch in watches:
+                watch.job = None
+                watch.event.set()
 
     async def depth(self, model: str) -> int:
         client = self._redis()
@@ -536,32 +669,38 @@ class RedisQueue:
         window = self.config.stats_window_s
 
         async def read() -> list[Any]:
+            running = self._key("running", model)
             async with client.pipeline(transaction=False) as pipe:
                 pipe.zcard(self._key("queued", model))
-                pipe.zcard(self._key("running", model))
+                # A lease that ran out is not leased (its worker is gone): it is claimable,
+                # queued since it expired.
+                pipe.zcount(running, f"({_f(now)}", "+inf")
+                pipe.zcount(running, "-inf", _f(now))
                 pipe.zcard(self._key("dead", model))
                 pipe.zrange(self._key("queued", model), 0, 0, withscores=True)
+                pipe.zrange(running, 0, 0, withscores=True)
                 pipe.hgetall(self._key("waits", model))
                 return list(await pipe.execute())
 
-        queued, running, dead, oldest, waits = await self._call(read())
-        n, total, stale = 0, 0.0, []
-        for field, value in waits.items():
+        queued, live, expired, dead, oldest, first_expiry, waits = await self._call(read())
+        since = [float(oldest[0][1])] if oldest else []
+        if first_expiry and float(first_expiry[0][1]) <= now:
+            since.append(float(first_expiry[0][1]))
+        n, total = 0, 0.0
+        for field, value in waits.items():  # CLAIM drops the seconds that left the window
             second, _, kind = field.partition(":")
             if float(second) < now - window:
-                stale.append(field)
-            elif kind == "n":
+                continue
+            if kind == "n":
                 n += int(value)
             else:
                 total += float(value)
-        if stale:
-            await self._call(client.hdel(self._key("waits", model), *stale))
         return QueueStats(
             model=model,
-            queued=int(queued),
-            leased=int(running),
+            queued=int(queued) + int(expired),
+            leased=int(live),
             dead=int(dead),
-            oldest_queued_age_s=max(0.0, now - float(oldest[0][1])) if oldest else 0.0,
+            oldest_queued_age_s=max(0.0, now - min(since)) if since else 0.0,
             avg_wait_s=(total / n) if n else None,
             window_s=window,
         )

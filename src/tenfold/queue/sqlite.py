@@ -274,8 +274,12 @@ class SqliteQueue:
                 "AND status = 'running' AND attempts >= :max RETURNING id",
                 {"now": now, "model": model, "max": self.config.retry.max_attempts},
             ).fetchall()
+            # queued_at becomes when the job last became claimable (its old due_at: for a
+            # queued job the same, or a retry's due time; for an expired lease, the expiry),
+            # so its wait does not count the previous run and lease as queue time.
             rows = conn.execute(
                 f"UPDATE jobs SET status = 'running', attempts = attempts + 1, "
+                "queued_at = MAX(queued_at, due_at), "
                 "lease_token = :token, due_at = :expires, started_at = :now, updated_at = :now, "
                 "worker_id = :worker "
                 "WHERE id IN (SELECT id FROM jobs WHERE model = :model "
@@ -506,20 +510,17 @@ class SqliteQueue:
         conn = self._db()
         now = self._now()
         window = self.config.stats_window_s
-        counts = dict(
-            conn.execute(
-                "SELECT status, count(*) FROM jobs "
-                "WHERE model = ? AND status IN ('queued', 'running') GROUP BY status",
-                (model,),
-            ).fetchall()
-        )
+        # A lease that ran out is not leased (its worker is gone): it is claimable, queued
+        # since it expired (its due_at).
+        queued, leased, oldest = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'queued' OR due_at <= :now), "
+            "count(*) FILTER (WHERE status = 'running' AND due_at > :now), "
+            "min(CASE WHEN status = 'queued' THEN queued_at WHEN due_at <= :now THEN due_at END) "
+            "FROM jobs WHERE model = :model AND status IN ('queued', 'running')",
+            {"model": model, "now": now},
+        ).fetchone()
         dead = conn.execute(
             "SELECT count(*) FROM jobs WHERE model = ? AND status = 'dead'", (model,)
-        ).fetchone()[0]
-        oldest = conn.execute(
-            "SELECT min(queued_at) FROM jobs WHERE model = ? AND status IN ('queued', 'running') "
-            "AND status = 'queued'",
-            (model,),
         ).fetchone()[0]
         n, wait_sum = conn.execute(
             "SELECT sum(n), sum(wait_sum_s) FROM claims WHERE model = ? AND at >= ?",
@@ -527,8 +528,8 @@ class SqliteQueue:
         ).fetchone()
         return QueueStats(
             model=model,
-            queued=int(counts.get("queued", 0)),
-            leased=int(counts.get("running", 0)),
+            queued=int(queued),
+            leased=int(leased),
             dead=int(dead),
             oldest_queued_age_s=max(0.0, now - oldest) if oldest is not None else 0.0,
             avg_wait_s=(wait_sum / n) if n else None,

@@ -15,7 +15,11 @@ thread so heartbeats keep the leases alive, and writes each outcome: a result
 dead-lettered alone while its batch-mates succeed.
 
 On SIGTERM/SIGINT the worker stops claiming, lets the in-flight batch finish
-within ``grace_s`` (or releases its jobs back to the queue), and returns.
+within ``grace_s``, and returns. A batch that outlives the grace period ran:
+its jobs are failed as retryable (``WorkerStopped``), so the attempt counts
+and a job that never finishes is dead-lettered in the end, as one whose worker
+keeps dying is. A queue that cannot be reached (``QueueUnavailable``) is waited
+out with backoff; the worker does not exit for it.
 """
 
 from __future__ import annotations
@@ -110,8 +114,9 @@ class Worker:
         observe_wait: Callable[[float], None] | None = None,
     ) -> None:
         """``observe_wait`` gets each claimed job's queue wait in seconds (lease time
-        minus enqueue time, both the queue's clock), e.g. a Prometheus histogram's
-        ``observe``."""
+        minus the time the job last became claimable: enqueue, a retry's due time, the
+        expiry of a lease it was taken over from; the backends keep that in ``queued_at``;
+        both the queue's clock), e.g. a Prometheus histogram's ``observe``."""
         from pydantic import TypeAdapter
 
         self.model = model
@@ -131,6 +136,9 @@ class Worker:
             while not self.stop.is_set():
                 try:
                     handled = await self.run_once()
+                    idle = not handled and self.config.burst
+                    if idle and await self.queue.depth(self.queue_name) == 0:
+                        break
                     backoff_s = 0.1
                 except QueueUnavailable as exc:
                     log.warning("queue unavailable, retrying in %.1f s: %s", backoff_s, exc)
@@ -138,9 +146,6 @@ class Worker:
                         await asyncio.wait_for(self.stop.wait(), backoff_s)
                     backoff_s = min(5.0, backoff_s * 2)
                     continue
-                idle = not handled and self.config.burst
-                if idle and await self.queue.depth(self.queue_name) == 0:
-                    break
                 if self.stats.abandoned:
                     break
         finally:
@@ -204,11 +209,8 @@ class Worker:
             heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeats
-        if outcomes is None:  # grace period over: hand the jobs back
-            released = await asyncio.gather(
-                *(self.queue.release(cl.job.id, cl.token) for cl in valid), return_exceptions=True
-            )
-            self.stats.released += sum(1 for r in released if r is True)
+        if outcomes is None:  # grace period over, the batch still running: hand the jobs back
+            await self._give_back_abandoned(valid)
             return
         results: list[tuple[Claim, Any]] = []
         for claim, outcome in zip(valid, outcomes, strict=True):
@@ -222,6 +224,23 @@ class Worker:
                 await self._fail(claim, JobError(type(exc).__name__, str(exc)), retryable=False)
         if results:
             await self._complete(results)
+
+    async def _give_back_abandoned(self, claims: list[Claim]) -> None:
+        """The batch ran (and runs on in its abandoned thread): not a ``release``, which
+        gives back an attempt that never started. A retryable failure keeps the attempt, so
+        a job that outlives every grace period ends dead-lettered instead of returning
+        forever."""
+        error = JobError(
+            "WorkerStopped",
+            f"the worker stopped while the batch was running ({self.config.grace_s:g} s grace "
+            "period over)",
+        )
+        outcomes = await asyncio.gather(
+            *(self.queue.fail(cl.job.id, cl.token, error, retryable=True) for cl in claims),
+            return_exceptions=True,
+        )
+        self.stats.released += sum(1 for r in outcomes if r is JobStatus.QUEUED)
+        self.stats.dead += sum(1 for r in outcomes if r is JobStatus.DEAD)
 
     async def _predict(self, items: list[Any]) -> Sequence[Any] | None:
         loop = asyncio.get_running_loop()
