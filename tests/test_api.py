@@ -456,3 +456,48 @@ async def test_an_output_json_cannot_carry_fails_alone(tmp_path: Path) -> None:
         assert single.json()["error"]["type"] == "model_error"
         metrics = (await c.get("/metrics")).text
         assert 'tenfold_requests_total{code="500",model="outputs"} 1.0' in metrics
+
+
+async def test_a_hung_worker_is_replaced_and_readyz_says_why_a_model_cannot_load(
+    tmp_path: Path,
+) -> None:
+    settings = ServerSettings(
+        models=(ModelSettings(target="toymodels:Fragile", workers=1, batch_timeout_ms=5),),
+        queue_url=None,
+        cache_url=None,
+        worker_hang_timeout_s=1.0,
+    )
+    app = create_app(settings)
+    async with running(app) as c:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        hung = await c.post("/v1/models/fragile/predict", json={"input": "sleep:60"})
+        assert hung.status_code == 500 and hung.json()["error"]["type"] == "worker_crashed"
+        assert loop.time() - started < 10  # the watchdog, not the 65 s request bound
+        for _ in range(600):  # the replacement loads
+            if (await c.get("/readyz")).status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+        after = await c.post("/v1/models/fragile/predict", json={"input": "ok"})
+        assert after.status_code == 200 and after.json()["output"] == "OK"
+
+    flag = tmp_path / "broken"
+    flag.touch()
+    broken = ServerSettings(
+        models=(
+            ModelSettings(
+                target="toymodels:Fragile", workers=1, options={"fail_load_if": str(flag)}
+            ),
+        ),
+        queue_url=None,
+        cache_url=None,
+    )
+    async with running(create_app(broken), wait_ready=False) as c:
+        for _ in range(600):
+            r = await c.get("/readyz")
+            if "cannot load" in r.json()["error"]["message"]:
+                break
+            await asyncio.sleep(0.05)
+        assert r.status_code == 503
+        assert "the flag file exists" in r.json()["error"]["message"]
+        assert "the flag file exists" in r.json()["error"]["details"]["load_errors"]["fragile"]

@@ -72,3 +72,40 @@ class Vec(Model[str, list[float]]):
         if "boom" in batch:
             raise ValueError("cannot embed 'boom'")
         return [[float(len(s)), float(s.count("a")), 1.0] for s in batch]
+
+
+class Fragile(Model[str, Any]):
+    """For the worker-pool tests. ``load`` fails while the file ``fail_load_if`` exists.
+    Inputs: ``crash`` kills the process, ``sleep:S`` sleeps S seconds, ``lambda`` returns an
+    output that cannot be pickled, ``badpickle`` one that cannot be unpickled; others are
+    upper-cased."""
+
+    name = "fragile"
+    version = "1"
+
+    def load(self) -> None:
+        flag = self.options.get("fail_load_if")
+        if flag and Path(flag).exists():
+            raise RuntimeError("cannot load (the flag file exists)")
+
+    def predict(self, batch: list[str]) -> list[Any]:
+        out: list[Any] = []
+        for s in batch:
+            if s == "crash":
+                os._exit(3)
+            if s.startswith("sleep:"):
+                time.sleep(float(s.split(":")[1]))
+            if s == "lambda":
+                out.append(lambda: 1)
+            elif s == "badpickle":
+                out.append(_RefusesUnpickle("a", "b"))
+            else:
+                out.append(s.upper())
+        return out
+
+
+class _RefusesUnpickle(Exception):
+    """Pickles fine, but unpickling calls ``__init__(message)`` with one argument: TypeError."""
+
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(a)

@@ -9,6 +9,7 @@ command-line flags. Example file::
     port = 8000
     max_body_bytes = 10485760     # 10 MiB
     request_timeout_ms = 30000
+    # worker_hang_timeout_s = 60   # default: request timeout + 30 s; 0: no watchdog
     cache_url = "memory://"       # or "redis://127.0.0.1:6379/0"; "" turns caching off
     result_cache_ttl_s = 300
     price_per_hour_usd = 1.006    # cost figures in /v1/stats
@@ -22,7 +23,8 @@ command-line flags. Example file::
     [models.embed.options]        # keyword options for the model class
 
 Environment variables: ``TENFOLD_HOST``, ``TENFOLD_PORT``,
-``TENFOLD_MAX_BODY_BYTES``, ``TENFOLD_REQUEST_TIMEOUT_MS``, ``TENFOLD_CACHE_URL``,
+``TENFOLD_MAX_BODY_BYTES``, ``TENFOLD_REQUEST_TIMEOUT_MS``,
+``TENFOLD_WORKER_HANG_TIMEOUT_S``, ``TENFOLD_CACHE_URL``,
 ``TENFOLD_RESULT_CACHE_TTL_S``, ``TENFOLD_PRICE_PER_HOUR_USD``, and, for every
 model, ``TENFOLD_WORKERS``, ``TENFOLD_MAX_BATCH_SIZE``,
 ``TENFOLD_BATCH_TIMEOUT_MS``, ``TENFOLD_LATENCY_BUDGET_MS``.
@@ -79,6 +81,10 @@ class ServerSettings:
     port: int = 8000
     max_body_bytes: int = 10 * 1024 * 1024
     request_timeout_ms: float = 30_000.0
+    #: A batch running longer is taken as hung: its worker is killed (its items answer
+    #: 500 worker_crashed) and replaced. None: request_timeout_ms + 30 s; 0: never. Raise
+    #: it if clients ask for a longer ``timeout_ms`` than the slowest batch can take.
+    worker_hang_timeout_s: float | None = None
     #: Result/embedding cache backend (``memory://``, ``redis://host:port/db``); None: off.
     cache_url: str | None = "memory://"
     result_cache_ttl_s: float = 300.0
@@ -111,6 +117,8 @@ class ServerSettings:
             raise ValueError("max_body_bytes must be positive")
         if self.request_timeout_ms <= 0:
             raise ValueError("request_timeout_ms must be positive")
+        if self.worker_hang_timeout_s is not None and self.worker_hang_timeout_s < 0:
+            raise ValueError("worker_hang_timeout_s must be >= 0 (0: no hang watchdog)")
         if not self.local_workers and not (self.queue_url and self.predict_via_queue):
             raise ValueError("--no-local-workers needs --queue URL (remote workers serve it)")
         if self.autoscale and not self.queue_url:
@@ -132,6 +140,7 @@ _SERVER_ENV = {
     "TENFOLD_PORT": ("port", int),
     "TENFOLD_MAX_BODY_BYTES": ("max_body_bytes", int),
     "TENFOLD_REQUEST_TIMEOUT_MS": ("request_timeout_ms", float),
+    "TENFOLD_WORKER_HANG_TIMEOUT_S": ("worker_hang_timeout_s", float),
     "TENFOLD_CACHE_URL": ("cache_url", str),
     "TENFOLD_RESULT_CACHE_TTL_S": ("result_cache_ttl_s", float),
     "TENFOLD_PRICE_PER_HOUR_USD": ("price_per_hour_usd", float),

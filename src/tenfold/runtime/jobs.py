@@ -20,7 +20,7 @@ import os
 import socket
 from typing import Any
 
-from tenfold.errors import InvalidInput, Overloaded, TenfoldError
+from tenfold.errors import InvalidInput, NotReady, Overloaded, TenfoldError
 from tenfold.queue.backend import QueueBackend
 from tenfold.queue.job import Claim, JobError
 from tenfold.queue.jsonsafe import to_jsonable
@@ -110,8 +110,10 @@ class JobPump:
                 return
             try:
                 outcomes = await self.service.predict([item for _, item in valid], None)
-            except Overloaded:
-                for c, _ in valid:  # the batcher is full: give the jobs back
+            except (Overloaded, NotReady):
+                # The batcher is full, or the model is not ready (a load failing, shutting
+                # down): give the jobs back now; an expired lease would burn an attempt.
+                for c, _ in valid:
                     await self.queue.release(c.job.id, c.token)
                 return
             except asyncio.CancelledError:
@@ -120,6 +122,9 @@ class JobPump:
                 raise
             done: list[tuple[str, str, Any]] = []
             for (c, _), out in zip(valid, outcomes, strict=True):
+                if isinstance(out, NotReady):  # never computed (shutdown, load failing)
+                    await self.queue.release(c.job.id, c.token)
+                    continue
                 if isinstance(out, TenfoldError):
                     error_type = (out.details or {}).get("error_type", out.type)
                     await self.queue.fail(c.job.id, c.token, JobError(error_type, out.message))

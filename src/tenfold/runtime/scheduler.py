@@ -27,6 +27,7 @@ from tenfold.clock import Clock, SystemClock
 from tenfold.errors import (
     DeadlineExceeded,
     ModelError,
+    NotReady,
     Overloaded,
     QueueFull,
     TenfoldError,
@@ -79,6 +80,8 @@ class Scheduler:
         self._queue: dict[int, _Entry] = {}
         self._keys = itertools.count()
         self._wake = asyncio.Event()
+        #: When the sleeping loop will decide again by itself (None: not before a wake).
+        self._wake_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._batch_started: dict[int, float] = {}
@@ -97,9 +100,14 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # Never computed and not their fault: 503 + Retry-After, another server may take them.
+        self.fail_queued(NotReady("the server is shutting down"))
+
+    def fail_queued(self, error: TenfoldError) -> None:
+        """Answer every queued (not yet running) item with ``error`` and empty the queue."""
         for entry in self._queue.values():
             if not entry.future.done():
-                entry.future.set_result(DeadlineExceeded("the server is shutting down"))
+                entry.future.set_result(error)
         self._queue.clear()
 
     def notify(self) -> None:
@@ -166,15 +174,19 @@ class Scheduler:
             entry = _Entry(Pending(key, now, deadline, size), item, loop.create_future())
             self._queue[key] = entry
             entries.append(entry)
-        if self.executor.idle_count() > 0:
+        # Decide again now if a worker can take it, or if its deadline comes before the
+        # loop's next wake-up (with every worker busy the loop may sleep until one frees).
+        if self.executor.idle_count() > 0 or (
+            deadline is not None and (self._wake_at is None or deadline < self._wake_at)
+        ):
             self._wake.set()
         try:
             return list(await asyncio.gather(*(e.future for e in entries)))
         finally:
-            # A cancelled request (client gone) leaves the queue: never computed.
+            # A cancelled request (client gone) leaves the queue: never computed. Its
+            # futures are cancelled, hence done; an answered entry has left already.
             for e in entries:
-                if not e.future.done():
-                    self._queue.pop(e.pending.key, None)
+                self._queue.pop(e.pending.key, None)
 
     def _busy_remaining(self, now: float) -> float:
         if self.executor.idle_count() > 0 or not self._batch_started:
@@ -214,9 +226,17 @@ class Scheduler:
                 await asyncio.sleep(0)  # let the executor mark the worker busy
                 continue
             self._wake.clear()
+            self._wake_at = decision.wake_at
             timeout = None if decision.wake_at is None else max(0.0, decision.wake_at - now)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            try:
+                # Not asyncio.wait_for: on 3.11 it swallows a cancel that arrives as the
+                # wake-up fires, and close() would then wait for this loop forever.
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            finally:
+                self._wake_at = None
 
     def _drop_cancelled(self) -> None:
         for key in [k for k, e in self._queue.items() if e.future.done()]:

@@ -12,7 +12,7 @@ from tenfold.clock import Clock, SystemClock
 from tenfold.config import ModelSettings
 from tenfold.errors import InvalidInput, NotReady
 from tenfold.model import Model, load_model_class, resolve_target
-from tenfold.runtime.pool import WorkerPool
+from tenfold.runtime.pool import DEFAULT_HANG_TIMEOUT_S, WorkerPool
 from tenfold.runtime.scheduler import Scheduler
 from tenfold.runtime.stats import ModelStats
 from tenfold.server.metrics import ServingMetrics
@@ -27,6 +27,7 @@ class ModelService:
         clock: Clock | None = None,
         price_per_hour_usd: float = 1.006,
         local: bool = True,
+        hang_timeout_s: float | None = DEFAULT_HANG_TIMEOUT_S,
     ) -> None:
         self.settings = settings
         self.target = resolve_target(settings.target)
@@ -62,6 +63,7 @@ class ModelService:
             options=dict(settings.options),
             on_change=self._changed,
             on_restart=self.metrics.restarts.labels(self.name).inc,
+            hang_timeout_s=hang_timeout_s,
         )
         self.scheduler = Scheduler(
             self.pool,
@@ -72,7 +74,8 @@ class ModelService:
             on_batch=self._on_batch,
         )
         self.started_at = self.clock.now()
-        self.load_error: str | None = None
+        self._start_error: str | None = None
+        self._started = False
         #: False: no worker processes here; remote ``tenfold worker`` processes run it.
         self.local = local
 
@@ -84,10 +87,11 @@ class ModelService:
         try:
             await self.pool.start(on_ready)
         except Exception as exc:
-            self.load_error = str(exc)
+            self._start_error = str(exc)
             raise
         self.started_at = self.clock.now()
         self.scheduler.start()
+        self._started = True
         self.metrics.ready.labels(self.name, self.version).set(1)
 
     async def close(self) -> None:
@@ -96,10 +100,30 @@ class ModelService:
             await self.pool.close()
 
     @property
+    def load_error(self) -> str | None:
+        """Why the model cannot be served: its first load failed, or a worker keeps
+        failing to load (see :attr:`WorkerPool.error`)."""
+        if self._start_error is not None:
+            return self._start_error
+        return self.pool.error if self.local else None
+
+    @property
     def ready(self) -> bool:
+        """Loaded once and not failing to load: a replacement worker loading after a
+        crash does not make the model unready (its requests queue meanwhile)."""
         return (not self.local or self.pool.ready) and self.load_error is None
 
+    def _not_ready(self) -> NotReady:
+        if self.load_error is not None:
+            return NotReady(f"model {self.name!r} cannot load: {self.load_error}")
+        return NotReady(f"model {self.name!r} is still loading")
+
     def _changed(self) -> None:
+        if self.local and self.pool.error is not None:
+            # No worker will come for the queued items soon: tell them why, now.
+            self.scheduler.fail_queued(self._not_ready())
+        if self.local and self._started:
+            self.metrics.ready.labels(self.name, self.version).set(1 if self.ready else 0)
         self.scheduler.notify()
 
     def _on_batch(self, timings: list[tuple[int, float]], waits: list[float]) -> None:
@@ -145,7 +169,7 @@ class ModelService:
 
     async def predict(self, items: list[Any], deadline: float | None) -> list[Any]:
         if not self.ready:
-            raise NotReady(f"model {self.name!r} is still loading")
+            raise self._not_ready()
         sizes = [self.model.item_size(x) for x in items] if self._sized else None
         return await self.scheduler.submit(items, deadline=deadline, sizes=sizes)
 

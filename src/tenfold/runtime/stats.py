@@ -52,11 +52,15 @@ class ModelStats:
         self.busy_s += sum(s for _, s in timings)
         self._wait_s.extend(waits_s)
         self._done.append((now, n))
+        self._prune(now)  # bounded even when nobody reads the stats
 
-    def throughput(self, now: float) -> float:
+    def _prune(self, now: float) -> None:
         horizon = now - self._throughput_window_s
         while self._done and self._done[0][0] < horizon:
             self._done.popleft()
+
+    def throughput(self, now: float) -> float:
+        self._prune(now)
         if not self._done:
             return 0.0
         span = max(now - self._done[0][0], 1.0)

@@ -7,24 +7,56 @@ Messages over a :mod:`multiprocessing` pipe between tenfold's own processes
                        ("stop",)
     worker -> parent   ("ready", {"pid": ..., "load_s": ...})
                        ("load_failed", "TypeError: ...")
-                       ("result", batch_id, [[outcome, ...], ...], [(n, seconds), ...])
+                       ("result", batch_id, [[pickled outcome, ...], ...], [(n, seconds), ...])
 
 An outcome is the model's output or an
-:class:`~tenfold.runtime.isolation.ItemFailure`. A Python exception never
-kills the worker (bisection isolates it); a hard crash (segfault, ``os._exit``)
-closes the pipe, and the pool fails that batch and starts a replacement.
+:class:`~tenfold.runtime.isolation.ItemFailure`, pickled on its own
+(:func:`encode_outcome`) so that an output that cannot be pickled here (a
+lambda, a generator) or unpickled in the server fails that item alone. A
+Python exception never kills the worker (bisection isolates it); a hard crash
+(segfault, ``os._exit``) closes the pipe, and the pool fails that batch and
+starts a replacement.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
 from tenfold.model import load_model_class
-from tenfold.runtime.isolation import run_isolated
+from tenfold.runtime.isolation import ItemFailure, run_isolated
+
+UNPICKLABLE = "UnpicklableOutput"
+
+
+def encode_outcome(outcome: Any) -> bytes:
+    """One item's outcome as bytes, or its failure if the output cannot be pickled."""
+    try:
+        return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        failure = ItemFailure(
+            UNPICKLABLE,
+            f"the model returned a {type(outcome).__name__} that cannot leave the worker "
+            f"process (pickle: {type(exc).__name__}: {exc})",
+        )
+        return pickle.dumps(failure, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_outcome(blob: bytes) -> Any:
+    """The outcome :func:`encode_outcome` made, or that item's failure if it cannot be
+    unpickled here (its class is missing in the server, or rejects its own pickle)."""
+    try:
+        return pickle.loads(blob)
+    except Exception as exc:
+        return ItemFailure(
+            UNPICKLABLE,
+            f"the model's output cannot be read in the server process "
+            f"(unpickle: {type(exc).__name__}: {exc})",
+        )
 
 
 def _limit_threads(threads: int) -> None:
@@ -61,10 +93,11 @@ def worker_main(
         if message[0] == "stop":
             return
         _, batch_id, sub_batches = message
-        outcomes: list[list[Any]] = []
+        outcomes: list[list[bytes]] = []
         timings: list[tuple[int, float]] = []
         for items in sub_batches:
             t0 = time.perf_counter()
-            outcomes.append(run_isolated(model.predict, items))
+            results = run_isolated(model.predict, items)
             timings.append((len(items), time.perf_counter() - t0))
+            outcomes.append([encode_outcome(r) for r in results])
         conn.send(("result", batch_id, outcomes, timings))

@@ -54,6 +54,7 @@ from tenfold.queue import from_url as queue_from_url
 from tenfold.queue.api import queue_router
 from tenfold.queue.rpc import call
 from tenfold.runtime.jobs import JobPump
+from tenfold.runtime.pool import hang_timeout_for
 from tenfold.runtime.service import ModelService
 from tenfold.server import errors as http_errors
 from tenfold.server.alerts import QueueWatch
@@ -106,6 +107,7 @@ class Server:
                 clock=clock,
                 price_per_hour_usd=settings.price_per_hour_usd,
                 local=local,
+                hang_timeout_s=_hang_timeout_s(settings),
             )
             if service.name in self.services:
                 raise ValueError(f"two models are named {service.name!r}")
@@ -301,6 +303,12 @@ def _seconds_per_item(server: Server) -> float:
     items = sum(s.stats.items_total for s in server.services.values())
     busy = sum(s.stats.busy_s for s in server.services.values())
     return busy / items if items else 0.0
+
+
+def _hang_timeout_s(settings: ServerSettings) -> float | None:
+    if settings.worker_hang_timeout_s is None:
+        return hang_timeout_for(settings.request_timeout_ms)
+    return settings.worker_hang_timeout_s or None  # 0: no watchdog
 
 
 def _unencodable(output: Any, exc: Exception) -> ModelError:
@@ -534,8 +542,15 @@ def create_app(
         if server.ready:
             return JSONResponse({"status": "ready"})
         loading = [n for n, s in server.services.items() if not s.ready]
-        message = server.fatal or f"loading: {', '.join(loading)}"
-        return http_errors.error_response(NotReady(message, details={"loading": loading}))
+        failing = {n: str(s.load_error) for n, s in server.services.items() if s.load_error}
+        parts = [f"{n} cannot load: {why}" for n, why in failing.items()]
+        still = [n for n in loading if n not in failing]
+        if still:
+            parts.append(f"loading: {', '.join(still)}")
+        message = server.fatal or "; ".join(parts)
+        return http_errors.error_response(
+            NotReady(message, details={"loading": loading, "load_errors": failing})
+        )
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
