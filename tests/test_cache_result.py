@@ -329,6 +329,25 @@ async def test_non_finite_inputs_never_share_a_key_with_null() -> None:
     assert canonical_json({"a": None, "b": "null", "c": 1.5}) == b'{"a":null,"b":"null","c":1.5}'
 
 
+def test_a_finite_input_is_not_walked_for_non_finite_floats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The NaN check walks the input only when its JSON holds a null the key did not put
+    there itself (``params=None`` is one): a cached predict's key costs one orjson call."""
+    from tenfold.cache import result
+
+    walks: list[object] = []
+    real = result._has_non_finite
+    monkeypatch.setattr(result, "_has_non_finite", lambda o: walks.append(o) or real(o))
+    cache = ResultCache(MemoryBackend())
+    cache.key("m", "1", [float(i) for i in range(1000)])
+    cache.key("m", "1", {"text": "hello"}, params={"top_k": 3})
+    assert walks == []
+    with pytest.raises(NotCanonicalizable):
+        cache.key("m", "1", [1.0, float("nan")])
+    assert walks  # a null beyond params' own: walked, and refused
+
+
 @pytest.mark.parametrize(
     "error",
     [DeadlineExceeded("leader's 1 ms deadline"), Overloaded("shed"), QueueFull("queue full")],

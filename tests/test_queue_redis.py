@@ -280,6 +280,21 @@ async def test_queued_jobs_survive_the_loss_of_their_stream(rq: RedisQueue) -> N
     await r.aclose()
 
 
+async def test_repair_scans_only_when_the_stream_lost_entries(rq: RedisQueue) -> None:
+    """Every worker that meets NOGROUP runs the repair; once one has re-added the entries
+    (or when only the group was lost), the others return at once without scanning."""
+    r = raw(rq)
+    for x in "abc":
+        await rq.enqueue("m", x)
+    assert await rq._script("REPAIR", "m") == 0  # stream intact: nothing to do
+    assert await r.xlen(f"{rq.prefix}:stream:m") == 3
+    assert await r.delete(f"{rq.prefix}:stream:m") == 1
+    assert await rq._script("REPAIR", "m") == 3  # the first worker re-adds them
+    assert await rq._script("REPAIR", "m") == 0  # the next finds them there
+    assert await r.xlen(f"{rq.prefix}:stream:m") == 3
+    await r.aclose()
+
+
 async def test_wait_statistics_stay_bounded_without_anyone_reading_them() -> None:
     """Claims add per-second wait buckets; the claim itself drops those that left the stats
     window (nothing calls stats() here)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -50,6 +51,18 @@ def _ttl_ms(ttl_s: float) -> int:
     return max(1, round(ttl_s * 1000))
 
 
+# Value and remaining TTL of each key, flattened: [v1, pttl1, v2, pttl2, ...] (a missing
+# value is false in Lua, nil in the reply, so the array keeps its length).
+_GET_WITH_TTL = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[2 * i - 1] = redis.call('GET', key)
+  out[2 * i] = redis.call('PTTL', key)
+end
+return out
+"""
+
+
 class RedisBackend:
     """``RedisBackend(RedisConfig("redis://127.0.0.1:6379/0", timeout_ms=100))``."""
 
@@ -64,6 +77,7 @@ class RedisBackend:
             retry=Retry(NoBackoff(), 0),
             decode_responses=False,
         )
+        self._get_with_ttl: Any = None  # registered on first use (no I/O here)
 
     def _unavailable(self, op: str, exc: BaseException) -> CacheUnavailable:
         return CacheUnavailable(
@@ -85,22 +99,21 @@ class RedisBackend:
         self, keys: Sequence[str]
     ) -> list[tuple[bytes | None, float | None]]:
         """``(value, remaining TTL in seconds or None for no expiry)`` per key, in one round
-        trip: MGET and one PTTL per key in a MULTI block, so each TTL is its value's."""
+        trip: one script reads GET and PTTL of each key together (atomic, so each TTL is its
+        value's; a MULTI of MGET + N PTTLs cost up to 6x the client CPU of one MGET)."""
         if not keys:
             return []
+        if self._get_with_ttl is None:
+            self._get_with_ttl = self._client.register_script(_GET_WITH_TTL)
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.mget(list(keys))
-                for key in keys:
-                    pipe.pttl(key)
-                values, *pttls = await pipe.execute()
+            flat = await self._get_with_ttl(keys=list(keys))
         except (RedisError, OSError, TimeoutError) as exc:
             raise self._unavailable("get_many_with_ttl", exc) from exc
         # decode_responses=False: every non-nil value is bytes. PTTL: -1 no expiry,
         # -2 no such key (its value is nil as well).
         return [
-            (value, None if ms == -1 else max(0, int(ms)) / 1000)
-            for value, ms in zip(values, pttls, strict=True)
+            (flat[i], None if flat[i + 1] == -1 else max(0, int(flat[i + 1])) / 1000)
+            for i in range(0, len(flat), 2)
         ]
 
     async def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:

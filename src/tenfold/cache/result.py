@@ -117,16 +117,17 @@ def _retrieve(flight: asyncio.Future[Any]) -> None:
         flight.exception()
 
 
-def canonical_json(obj: Any) -> bytes:
+def canonical_json(obj: Any, *, known_nulls: int = 0) -> bytes:
     """JSON with sorted keys at every depth.
 
     Raises ``TypeError`` for non-JSON values, and :class:`NotCanonicalizable` (a
     ``TypeError``) for NaN and +-Infinity: orjson writes them as ``null``, so ``[NaN]``,
-    ``[Infinity]`` and ``[null]`` would otherwise share one key.
+    ``[Infinity]`` and ``[null]`` would otherwise share one key. ``known_nulls``: how many
+    ``null`` the caller itself put in ``obj`` (they need no walk).
     """
     out = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
     # A non-finite float can only hide behind a null: the walk runs only then.
-    if b"null" in out and _has_non_finite(obj):
+    if out.count(b"null") > known_nulls and _has_non_finite(obj):
         raise NotCanonicalizable("NaN or Infinity has no JSON form (orjson writes null)")
     return out
 
@@ -183,7 +184,10 @@ class ResultCache:
     ) -> str:
         """The backend key; raises ``TypeError`` when input or params have no canonical JSON
         (non-JSON values, NaN, Infinity)."""
-        material = canonical_json([KEY_SCHEMA_VERSION, tenant or "", model, version, input, params])
+        material = canonical_json(
+            [KEY_SCHEMA_VERSION, tenant or "", model, version, input, params],
+            known_nulls=1 if params is None else 0,  # the usual case: no walk of the input
+        )
         digest = hashlib.sha256(material).hexdigest()
         return model_prefix(self.config.namespace, LAYER, model) + digest
 

@@ -224,8 +224,14 @@ REPAIR = (
     + """
 local model = ARGV[2]
 local stream, delayed = mkey('stream', model), mkey('delayed', model)
+local queued = mkey('queued', model)
+-- Only a lost stream lost entries: when it still holds one per claimable queued job,
+-- nothing to scan (a recreated group alone, e.g. after a restart, costs O(1) here).
+if redis.call('XLEN', stream) >= redis.call('ZCARD', queued) - redis.call('ZCARD', delayed) then
+  return 0
+end
 local added = 0
-for _, id in ipairs(redis.call('ZRANGE', mkey('queued', model), 0, -1)) do
+for _, id in ipairs(redis.call('ZRANGE', queued, 0, -1)) do
   local jk = jkey(id)
   local st = redis.call('HMGET', jk, 'status', 'entry')
   if st[1] == 'queued' and not redis.call('ZSCORE', delayed, id)
