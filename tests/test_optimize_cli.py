@@ -3,10 +3,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tenfold.model import Model
 from tenfold.optimize.cli import app
+from tenfold.optimize.errors import OptimizeError
+from tenfold.optimize.optimizer import OptimizeConfig, optimize
 
 runner = CliRunner()
 
@@ -18,6 +21,15 @@ class Upper(Model[str, str]):
 
     def predict(self, batch: list[str]) -> list[str]:
         return [s.upper() for s in batch]
+
+
+class Double(Model[float, float]):
+    """Scalar outputs: neither vectors nor labels, so the gate needs --metric."""
+
+    name = "double"
+
+    def predict(self, batch: list[float]) -> list[float]:
+        return [2.0 * x for x in batch]
 
 
 def same_share(reference: list[str], outputs: list[str]) -> float:
@@ -67,3 +79,30 @@ def test_target_and_example_are_exclusive(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["--example", "embed", "--out", str(tmp_path), "--variants", "int4"])
     assert bad.exit_code != 0
     assert "int4" in bad.output
+
+
+def _error_line(output: str) -> str:
+    """The one line the CLI prints for an error (no traceback, not wrapped)."""
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_bad_target_is_a_one_line_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["foo", "--out", str(tmp_path / "opt")])
+    assert result.exit_code == 2
+    assert "must be MODULE:CLASS" in _error_line(result.output)
+    with pytest.raises(OptimizeError, match="must be MODULE:CLASS"):
+        optimize("foo", OptimizeConfig(out_dir=tmp_path / "opt"))
+
+
+def test_scalar_outputs_without_metric_is_a_one_line_error(tmp_path: Path) -> None:
+    cal = tmp_path / "cal.jsonl"
+    cal.write_text("1.0\n2.0\n3.0\n")
+    args = ["test_optimize_cli:Double", "--calibration", str(cal), "--out", str(tmp_path / "o")]
+    result = runner.invoke(app, [*args, "--slice-s", "0.02"])
+    assert result.exit_code == 2
+    assert _error_line(result.output).endswith(
+        "outputs are neither vectors nor labels: pass a metric function (--metric MODULE:FUNC)"
+    )

@@ -120,12 +120,56 @@ def test_plan_memory_advice_from_the_command_line(seed_profile: Path) -> None:
         ("--p99-ms 100", "give --qps, or --scales"),
         ("--qps 10 --p99-ms 100 --cache-hit-rate 2", "cache hit rate"),
         ("--qps 1000 --p99-ms 100 --replicas 1", "1 replicas cannot carry"),
+        ("--qps 0 --p99-ms 1", "the minimum achievable p99 is 15.0 ms"),
+        ("--qps 10 --p99-ms inf --json", "p99 budget must be a finite number > 0 ms, got inf"),
+        ("--qps 10 --p99-ms 100 --price-per-hour inf --json", "price per hour must be a finite"),
+        ("--qps 10 --p99-ms 100 --weights-gib nan", "--weights-gib must be a finite number"),
+        (
+            "--qps 10 --p99-ms 100 --activation-mib-per-item -1",
+            "--activation-mib-per-item must be a finite number >= 0, got -1",
+        ),
     ],
 )
 def test_plan_errors(seed_profile: Path, args: str, message: str) -> None:
     result = _plan(seed_profile, args)
     assert result.exit_code == 1
-    assert message in " ".join(result.output.split())
+    assert isinstance(result.exception, SystemExit), result.exception  # not a traceback
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.output  # one line, unwrapped
+
+
+def test_plan_zero_qps_budget_below_compute_json(seed_profile: Path) -> None:
+    result = _plan(seed_profile, "--qps 0 --p99-ms 1 --json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["min_p99_ms"] == pytest.approx(15.0)
+
+
+def test_plan_scaled_to_zero_predicts_no_p99(seed_profile: Path) -> None:
+    doc = _json(seed_profile, "--qps 0 --p99-ms 100 --min-replicas 0 --json")
+    assert doc["replicas"] == 0 and doc["monthly_cost_usd"] == 0
+    assert doc["predicted_p99_ms"] is None
+    assert any("cold start" in n or "waits for one to start" in n for n in doc["notes"])
+    human = _plan(seed_profile, "--qps 0 --p99-ms 100 --min-replicas 0", env={"COLUMNS": "200"})
+    assert human.exit_code == 0, human.output
+    assert "predicted p99 n/a (no replica: cold start)" in " ".join(human.output.split())
+
+
+def test_profile_checks_the_output_path_before_profiling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profiled: list[str] = []
+    monkeypatch.setattr(
+        "tenfold.planner.cli.run_profile", lambda target, **_: profiled.append(target)
+    )
+    out = tmp_path / "missing" / "p.json"
+    result = runner.invoke(app, ["profile", "--example", "classify", "--out", str(out)])
+    assert result.exit_code == 1
+    assert profiled == []  # failed before the sweep, not after it
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"--out {out}: directory" in errors[0], result.output
+    png = runner.invoke(app, ["profile", "--example", "classify", "--png", str(tmp_path)])
+    assert png.exit_code == 1 and profiled == []
+    assert "is a directory" in png.output
 
 
 def test_plan_with_a_bad_profile(tmp_path: Path) -> None:

@@ -19,12 +19,14 @@ from tenfold.planner.plan import (
     SCALES_QPS,
     PlanRequest,
     batch_table,
+    best_effort,
     comparisons,
     ladder,
     plan,
     served,
 )
 from tenfold.planner.profile import Profile, ProfilePoint
+from tenfold.planner.report import ms
 from tenfold.planner.sizing import (
     BudgetInfeasible,
     PlanInfeasible,
@@ -337,6 +339,30 @@ def test_full_cache_hit_rate() -> None:
     assert row.cost_per_1k_requests_usd == pytest.approx(1 / (5000 * 3.6))
 
 
+@pytest.mark.parametrize(("qps", "hit_rate"), [(0, 0.0), (5000, 1.0)])
+def test_zero_model_traffic_still_checks_the_budget(qps: float, hit_rate: float) -> None:
+    req = PlanRequest(qps=qps, p99_budget_ms=1, price_per_hour_usd=1, cache_hit_rate=hit_rate)
+    with pytest.raises(BudgetInfeasible, match=r"minimum achievable p99 is 15\.0 ms") as info:
+        plan(seed_profile().points, req)
+    # A stray miss still pays batch 1's compute p99: 12 ms profiled + 3 ms serving overhead.
+    assert info.value.min_p99_ms == pytest.approx(15.0) and info.value.batch_size == 1
+    row = best_effort(seed_profile().points, req, "row")  # a comparison row says it misses
+    assert not row.meets_budget and row.predicted_p99_ms == pytest.approx(15.0)
+
+
+def test_zero_qps_scaled_to_zero_predicts_no_p99() -> None:
+    req = PlanRequest(qps=0, p99_budget_ms=50, price_per_hour_usd=1, min_replicas=0)
+    row = plan(seed_profile().points, req)
+    # No replica: a request waits for a cold start, which the profile does not measure.
+    assert row.replicas == 0 and math.isnan(row.predicted_p99_ms)
+    assert row.to_dict()["predicted_p99_ms"] is None
+    assert ms(row.predicted_p99_ms) == "n/a (cold start)"
+    tight = replace(req, p99_budget_ms=1)
+    with pytest.raises(BudgetInfeasible):
+        plan(seed_profile().points, tight)
+    assert best_effort(seed_profile().points, tight, "row").replicas == 0
+
+
 def test_budget_no_batch_size_can_meet() -> None:
     req = PlanRequest(qps=1000, p99_budget_ms=5, price_per_hour_usd=1)
     with pytest.raises(BudgetInfeasible) as info:
@@ -384,6 +410,19 @@ def test_fixed_fleet_too_small() -> None:
         plan(seed_profile().points, req)
 
 
+def test_fixed_fleet_too_small_names_a_stable_fleet_at_an_exact_multiple() -> None:
+    # 190/s on 100 items/s x 0.95: 2 replicas run at utilization exactly 1 (unstable).
+    points = (ProfilePoint(1, 10, 10, 100.0),)
+    req = PlanRequest(
+        qps=190, p99_budget_ms=1000, price_per_hour_usd=1, replicas=1, serving_overhead_ms=0
+    )
+    with pytest.raises(PlanInfeasible, match="at least 3 replicas are needed"):
+        plan(points, req)
+    with pytest.raises(PlanInfeasible, match="2 replicas cannot carry"):
+        plan(points, replace(req, replicas=2))
+    assert plan(points, replace(req, replicas=3)).utilization < 1
+
+
 def test_fixed_fleet_budget_miss_says_the_fleets_minimum() -> None:
     req = PlanRequest(qps=900, p99_budget_ms=20, price_per_hour_usd=1, replicas=2)
     with pytest.raises(BudgetInfeasible, match="minimum achievable p99 on this fleet"):
@@ -395,6 +434,9 @@ def test_fixed_fleet_budget_miss_says_the_fleets_minimum() -> None:
     [
         ("qps", -1, "qps"),
         ("p99_budget_ms", 0, "budget"),
+        ("p99_budget_ms", math.inf, "budget must be a finite number"),
+        ("p99_budget_ms", math.nan, "budget"),
+        ("price_per_hour_usd", math.inf, "price per hour must be a finite number"),
         ("cache_hit_rate", 1.5, "cache hit rate"),
         ("target_utilization", 0, "target utilization"),
         ("dp_efficiency", 1.2, "efficiency"),

@@ -105,7 +105,8 @@ def optimize(
 
             report = run_optimize(target or example, config, progress=progress)
     except OptimizeError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        # soft_wrap: one line whatever the terminal width.
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from exc
     Console().print(report.rich_table())
     console.print(f"report: {out / 'report.md'}, {out / 'report.json'}")

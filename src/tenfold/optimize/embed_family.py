@@ -135,6 +135,9 @@ class EmbedFamily:
         self.base_version = base_version
         self.threads = threads
         self._st: Any = None
+        #: ONNX files this instance exported (an onnx-fp32 build), so onnx-int8 can
+        #: quantize one of them rather than export again; never a file found on disk.
+        self._exported: set[Path] = set()
 
     def _sentence_transformer(self) -> Any:
         if self._st is None:
@@ -185,7 +188,10 @@ class EmbedFamily:
     def _onnx_files(self, directory: Path) -> None:
         st = self._sentence_transformer()
         st.tokenizer.save_pretrained(str(directory))
-        export_onnx(st, directory / ONNX_FILE)
+        path = directory / ONNX_FILE
+        self._exported.discard(path.resolve())
+        export_onnx(st, path)
+        self._exported.add(path.resolve())
 
     def _onnx_fp32(self, directory: Path, hw: Hardware, force: bool) -> Built:
         self._onnx_files(directory)
@@ -197,7 +203,9 @@ class EmbedFamily:
         exported = directory.parent / VariantName.ONNX_FP32.value / ONNX_FILE
         fp32 = directory / "model-fp32.onnx"
         self._sentence_transformer().tokenizer.save_pretrained(str(directory))
-        if exported.is_file():  # built in this run: quantize it rather than export again
+        # Quantize the onnx-fp32 export of this run rather than export again; a model.onnx
+        # left in the output folder by an earlier run may be of another model: not reused.
+        if exported.resolve() in self._exported and exported.is_file():
             shutil.copyfile(exported, fp32)
         else:
             export_onnx(self._sentence_transformer(), fp32)

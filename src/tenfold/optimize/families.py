@@ -1,9 +1,14 @@
 """Which variants apply to a model, chosen by its class.
 
 A family knows how to load the original (``baseline``) and build each variant
-(``build``), or say why a variant does not apply. ``embed`` (any ``Embed``
-subclass) gets every variant; scikit-learn's ``classify`` and other models get
-the measured baseline and a stated reason for each variant.
+(``build``), or say why a variant does not apply. The bundled ``embed`` example gets
+every variant; scikit-learn's ``classify`` and every other model (subclasses of the
+examples included) get the measured baseline and a stated reason for each variant.
+
+A family is chosen by the exact class, never by ``issubclass``: the builders rebuild
+the bundled model (all-MiniLM-L6-v2, the iris classifier), so for a subclass that
+changes ``load`` or ``predict`` they would measure and gate the bundled model, not
+the user's, and label it with the user's version.
 """
 
 from __future__ import annotations
@@ -71,7 +76,8 @@ class OpaqueFamily:
     ) -> Built | Skipped:
         return Skipped(
             f"tenfold has no {variant.value} builder for {self.target} "
-            "(builders exist for sentence-transformers embedders such as the embed example)"
+            "(builders exist only for the bundled embed example itself, not for other "
+            "models or subclasses of it, whose load/predict tenfold cannot rebuild)"
         )
 
 
@@ -79,11 +85,11 @@ def family_for(target: str, cls: type[Model[Any, Any]], threads: int) -> Family:
     from tenfold.examples.classify import Classify
     from tenfold.examples.embed import Embed
 
-    if issubclass(cls, Embed):
+    # ``is``, not ``issubclass``: see the module docstring.
+    if cls is Embed:
         from tenfold.optimize.embed_family import EmbedFamily
 
-        family = EmbedFamily(base_version=cls.version, threads=threads)
-        return family
-    if issubclass(cls, Classify):
+        return EmbedFamily(base_version=cls.version, threads=threads)
+    if cls is Classify:
         return ClassifyFamily()
     return OpaqueFamily(target, cls)

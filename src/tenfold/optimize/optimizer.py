@@ -25,7 +25,14 @@ from tenfold.optimize.errors import OptimizeError
 from tenfold.optimize.families import family_for
 from tenfold.optimize.hardware import Hardware, detect
 from tenfold.optimize.measure import measure_throughput
-from tenfold.optimize.quality import Gate, Metric, QualityKind, guess_kind, measure_quality
+from tenfold.optimize.quality import (
+    NEEDS_METRIC,
+    Gate,
+    Metric,
+    QualityKind,
+    guess_kind,
+    measure_quality,
+)
 from tenfold.optimize.report import Report, VariantResult, rank
 from tenfold.optimize.variants import Built, Skipped, VariantName
 
@@ -96,6 +103,8 @@ def evaluate(
     progress(f"{baseline_name}: reference outputs on {len(inputs)} inputs")
     reference = _run_all(baseline, inputs, config.batch_size)
     kind = QualityKind.METRIC if config.metric else guess_kind(reference)
+    if kind is QualityKind.METRIC and config.metric is None:
+        raise OptimizeError(NEEDS_METRIC)
     built = {name: c for name, c in candidates.items() if isinstance(c, Built)}
     qualities = {}
     for name, b in built.items():
@@ -194,8 +203,8 @@ def optimize(
 ) -> Report:
     """Build every requested variant of ``target`` (``module:Class`` or an example name)
     under ``config.out_dir``, measure them and write ``report.json`` / ``report.md``."""
-    target = resolve_target(target)
     try:
+        target = resolve_target(target)
         cls = load_model_class(target)
     except ValueError as exc:
         raise OptimizeError(str(exc)) from exc

@@ -22,6 +22,11 @@ import numpy.typing as npt
 
 Metric = Callable[[list[Any], list[Any]], float]
 
+#: Why outputs that are neither vectors nor labels cannot be gated without a metric.
+NEEDS_METRIC = (
+    "outputs are neither vectors nor labels: pass a metric function (--metric MODULE:FUNC)"
+)
+
 
 class QualityKind(StrEnum):
     EMBEDDING = "embedding"
@@ -207,6 +212,4 @@ def measure_quality(
         return embedding_quality(reference, outputs, top_k)
     if kind is QualityKind.CLASSIFIER:
         return classifier_quality(reference, outputs, labels)
-    raise ValueError(
-        "outputs are neither vectors nor labels: pass a metric function (--metric MODULE:FUNC)"
-    )
+    raise ValueError(NEEDS_METRIC)

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,8 +51,25 @@ app = typer.Typer(
 
 
 def _fail(console: Console, message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: one line whatever the terminal width, so it greps and pastes whole.
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
+
+
+def _check_writable(path: Path, flag: str) -> None:
+    """Raise ``ValueError`` unless ``path`` can be written (checked before a long sweep)."""
+    parent = path.parent
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a directory, not a file")
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: directory {parent} does not exist")
+    if not os.access(path if path.exists() else parent, os.W_OK):
+        raise ValueError(f"{flag} {path} is not writable")
+
+
+def _check_amount(flag: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{flag} must be a finite number >= 0, got {value:g}")
 
 
 @app.command("profile")
@@ -99,6 +118,9 @@ def profile_cmd(
     assert chosen is not None
     try:
         sizes = parse_batch_sizes(batch_sizes)
+        _check_writable(out, "--out")
+        if png is not None:
+            _check_writable(png, "--png")
     except ValueError as exc:
         raise _fail(console, str(exc)) from exc
     total = len(sizes)
@@ -220,8 +242,8 @@ def plan_cmd(
         source = catalog.get(profile_gpu) if profile_gpu else None
         if qps is None and not scales:
             raise ValueError("give --qps, or --scales for the whole ladder")
-        if weights_gib is not None and weights_gib < 0:
-            raise ValueError("--weights-gib must be >= 0")
+        _check_amount("--weights-gib", weights_gib)
+        _check_amount("--activation-mib-per-item", activation_mib_per_item)
         price = price_per_hour if price_per_hour is not None else target.price_per_hour(spot=spot)
         request = PlanRequest(
             qps=qps if qps is not None else 0.0,
@@ -267,16 +289,23 @@ def plan_cmd(
             _infeasible(console, as_json, doc, str(exc))
         assert main is not None
         comp_rows = comparisons(points, request)
+        row = main.to_dict()  # non-finite figures as null
         doc |= {
             "replicas": main.replicas,
             "batch_size": main.batch_size,
-            "batch_timeout_ms": main.batch_timeout_ms,
+            "batch_timeout_ms": row["batch_timeout_ms"],
             "utilization": main.utilization,
             "monthly_cost_usd": main.monthly_cost_usd,
             "cost_per_1k_requests_usd": main.cost_per_1k_requests_usd,
-            "predicted_p99_ms": main.predicted_p99_ms,
+            "predicted_p99_ms": row["predicted_p99_ms"],
             "comparisons": [r.to_dict() for r in comp_rows],
         }
+        if main.replicas == 0:
+            notes.append(
+                "no replica is kept with no traffic (--min-replicas 0): the first request "
+                "waits for one to start, which the profile does not measure, so no p99 "
+                "is predicted"
+            )
     ladder_rows = ladder(points, request) if scales else []
     if scales:
         doc["scales"] = [r.to_dict() for r in ladder_rows]
@@ -351,12 +380,14 @@ def _print_plan(
         highlight=False,
     )
     if "replicas" in doc:
+        p99 = doc["predicted_p99_ms"]
         console.print(
             f"Plan for {request.qps:,.0f} QPS, {request.cache_hit_rate:.0%} cache hits, "
             f"p99 <= {request.p99_budget_ms:g} ms: [bold]batch size {doc['batch_size']}, "
             f"timeout {doc['batch_timeout_ms']:.1f} ms, {doc['replicas']} replica(s)[/], "
             f"{usd(doc['monthly_cost_usd'])}/month, {usd(doc['cost_per_1k_requests_usd'])} per "
-            f"1K requests, predicted p99 {doc['predicted_p99_ms']:.1f} ms",
+            "1K requests, predicted p99 "
+            + (f"{p99:.1f} ms" if p99 is not None else "n/a (no replica: cold start)"),
             highlight=False,
         )
 

@@ -25,6 +25,7 @@ from tenfold.planner.sizing import (
     Operating,
     PlanInfeasible,
     choose_operating,
+    idle_operating,
     operating_point,
     replicas_needed,
 )
@@ -54,10 +55,12 @@ class PlanRequest:
     def __post_init__(self) -> None:
         if not (self.qps >= 0 and math.isfinite(self.qps)):
             raise ValueError(f"qps must be a finite number >= 0, got {self.qps}")
-        if not self.p99_budget_ms > 0:
-            raise ValueError(f"p99 budget must be > 0 ms, got {self.p99_budget_ms}")
-        if not self.price_per_hour_usd >= 0:
-            raise ValueError(f"price per hour must be >= 0, got {self.price_per_hour_usd}")
+        if not (self.p99_budget_ms > 0 and math.isfinite(self.p99_budget_ms)):
+            raise ValueError(f"p99 budget must be a finite number > 0 ms, got {self.p99_budget_ms}")
+        if not (self.price_per_hour_usd >= 0 and math.isfinite(self.price_per_hour_usd)):
+            raise ValueError(
+                f"price per hour must be a finite number >= 0, got {self.price_per_hour_usd}"
+            )
         if not 0 <= self.cache_hit_rate <= 1:
             raise ValueError(f"cache hit rate must be in [0, 1], got {self.cache_hit_rate}")
         if not 0 < self.target_utilization <= 1:
@@ -100,7 +103,8 @@ class PlanRow:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        # JSON has no infinity: an overloaded configuration's p99 is reported as null.
+        # JSON has no infinity or NaN: an overloaded configuration's p99, and that of a
+        # fleet scaled to zero (a cold start the profile does not measure), are null.
         for key in ("predicted_p99_ms", "batch_timeout_ms"):
             if not math.isfinite(out[key]):
                 out[key] = None
@@ -181,7 +185,10 @@ def best_effort(points: Sequence[ProfilePoint], req: PlanRequest, label: str) ->
         req.dp_efficiency,
         req.min_replicas,
     )
-    op = operating_point(point, req.effective_qps, fleet, req.dp_efficiency)
+    if req.effective_qps == 0:
+        op = idle_operating(point, fleet, req.dp_efficiency)
+    else:
+        op = operating_point(point, req.effective_qps, fleet, req.dp_efficiency)
     return _row(label, req, op, meets=op.predicted_p99_ms <= req.p99_budget_ms)
 
 

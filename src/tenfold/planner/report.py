@@ -30,6 +30,10 @@ def usd(value: float | None) -> str:
 
 
 def ms(value: float) -> str:
+    """``12.0 ms``; ``overloaded`` for an unstable queue (inf); ``n/a`` for NaN (a fleet
+    scaled to zero: the first request waits for a cold start, which no profile measures)."""
+    if math.isnan(value):
+        return "n/a (cold start)"
     return "overloaded" if not math.isfinite(value) else f"{value:.1f} ms"
 
 

@@ -144,6 +144,25 @@ def operating_point(
     )
 
 
+def idle_operating(point: ProfilePoint, replicas: int, dp_efficiency: float) -> Operating:
+    """``point`` on ``replicas`` when no traffic reaches the model (zero QPS, or every
+    request a cache hit): no timeout, so a stray miss is answered at compute speed.
+
+    With no replica kept (``replicas == 0``, scale to zero) a stray miss waits for one to
+    start, which the profile does not measure: its predicted p99 is NaN (reported "n/a").
+    """
+    return Operating(
+        batch_size=point.batch_size,
+        replicas=replicas,
+        batch_timeout_ms=0.0,
+        per_replica_items_per_s=point.items_per_s * fleet_efficiency(replicas, dp_efficiency),
+        utilization=0.0,
+        compute_p99_ms=point.latency_p99_ms,
+        queue_ms=0.0,
+        predicted_p99_ms=point.latency_p99_ms if replicas >= 1 else math.nan,
+    )
+
+
 def _p99(point: ProfilePoint, lam: float, replicas: int, dp_efficiency: float) -> float:
     return operating_point(point, lam, replicas, dp_efficiency).predicted_p99_ms
 
@@ -228,19 +247,17 @@ def choose_operating(
         raise ValueError("no profile points to choose from")
     smallest = min(points, key=lambda p: p.batch_size)
     if effective_qps == 0:
-        # Nothing reaches the model (no traffic, or every request a cache hit): keep the
-        # smallest batch and no timeout, so a stray miss is answered at compute speed.
         fleet = replicas if replicas is not None else min_replicas
-        return Operating(
-            batch_size=smallest.batch_size,
-            replicas=fleet,
-            batch_timeout_ms=0.0,
-            per_replica_items_per_s=smallest.items_per_s * fleet_efficiency(fleet, dp_efficiency),
-            utilization=0.0,
-            compute_p99_ms=smallest.latency_p99_ms,
-            queue_ms=0.0,
-            predicted_p99_ms=smallest.latency_p99_ms,
-        )
+        if smallest.latency_p99_ms > p99_budget_ms:
+            raise BudgetInfeasible(
+                f"no batch size meets p99 <= {p99_budget_ms:g} ms: even with no traffic to "
+                f"queue behind, the minimum achievable p99 is {smallest.latency_p99_ms:.1f} ms "
+                f"(batch size {smallest.batch_size}, its compute p99); raise the budget, or "
+                "plan for a faster GPU",
+                min_p99_ms=smallest.latency_p99_ms,
+                batch_size=smallest.batch_size,
+            )
+        return idle_operating(smallest, fleet, dp_efficiency)
     if replicas is not None:
         return _choose_for_fleet(points, effective_qps, p99_budget_ms, replicas, dp_efficiency)
     best: Operating | None = None
@@ -283,12 +300,16 @@ def _choose_for_fleet(
     stable = [op for op in ops if op.utilization < 1.0]
     if not stable:
         top = max(ops, key=lambda op: op.per_replica_items_per_s)
-        fastest = max(p.items_per_s for p in points)
-        need = math.ceil(lam / (fastest * dp_efficiency) - _EPS)
+        fastest = max(points, key=lambda p: p.items_per_s)
+        need = max(math.ceil(lam / (fastest.items_per_s * dp_efficiency) - _EPS), replicas + 1)
+        # At an exact multiple of the capacity that count runs at utilization 1 (unstable):
+        # name the first count that is stable, by the same test as ``stable`` above.
+        while operating_point(fastest, lam, need, dp_efficiency).utilization >= 1.0:
+            need += 1
         raise PlanInfeasible(
             f"{replicas} replicas cannot carry {lam:g} model requests/s: at best (batch size "
             f"{top.batch_size}) they carry {top.fleet_items_per_s:.0f}/s; at least "
-            f"{max(need, replicas + 1)} replicas are needed"
+            f"{need} replicas are needed"
         )
     ok = [op for op in stable if op.predicted_p99_ms <= budget_ms]
     if not ok:
