@@ -52,12 +52,17 @@ def test_the_hang_limit_is_the_request_timeout_plus_a_grace() -> None:
 async def test_an_output_that_cannot_be_pickled_fails_alone() -> None:
     async with started(WorkerPool("toymodels:Fragile")) as pool:
         pid = pool._workers[0].info["pid"]
-        (outs,), timings = await pool.run([["a", "lambda", "badpickle", "b"]])
-        assert outs[0] == "A" and outs[3] == "B"  # the batch-mates get their outputs
-        for failure, where in ((outs[1], "cannot leave the worker"), (outs[2], "cannot be read")):
-            assert isinstance(failure, ItemFailure)
-            assert failure.error_type == "UnpicklableOutput" and where in failure.message
-        assert timings == [(4, timings[0][1])]
+        (outs,), timings = await pool.run([["a", "lambda", "b"]])
+        assert outs[0] == "A" and outs[2] == "B"  # the batch-mates get their outputs
+        assert isinstance(outs[1], ItemFailure)
+        assert outs[1].error_type == "UnpicklableOutput"
+        assert "cannot leave the worker" in outs[1].message
+        assert timings == [(3, timings[0][1])]
+        # An output that pickles but cannot be unpickled in the server travels inside its
+        # sub-batch's payload: that sub-batch fails, with the cause.
+        (outs,), _ = await pool.run([["a", "badpickle"]])
+        for failure in outs:
+            assert isinstance(failure, ItemFailure) and "cannot be read" in failure.message
         # Neither the worker nor the reader thread died: same process, no restart.
         assert (await pool.run([["c"]]))[0] == [["C"]]
         assert pool._workers[0].info["pid"] == pid and pool.restarts == 0
@@ -116,3 +121,27 @@ async def test_the_event_loop_never_waits_for_a_dead_process() -> None:
     pool._on_exit(worker)  # died while loading, at start: start() reports it
     assert joins == []
     assert isinstance(worker.ready.exception(), LoadFailed)
+
+
+async def test_a_replacement_that_never_loads_is_killed_and_reported(tmp_path: Path) -> None:
+    """A replacement's load() that hangs gets the start timeout too: it is killed, counts
+    as a failed load, and the pool stops saying ready (it was ready with no loaded worker)."""
+    gate = tmp_path / "gate"
+    gate.touch()
+    pool = WorkerPool(
+        "toymodels:Upper",
+        workers=1,
+        options={"wait_for_file": str(gate)},
+        start_timeout_s=1.0,
+        max_load_failures=1,
+        restart_backoff_s=30.0,
+    )
+    async with started(pool):
+        gate.unlink()  # from now on, load() waits forever
+        with pytest.raises(WorkerCrashed):
+            await pool.run([["crash"]])
+        await until(lambda: pool.restarts == 1)
+        assert pool.loaded_count() == 0
+        await until(lambda: pool.error is not None, timeout_s=15.0)
+        assert "did not load within 1 s" in (pool.error or "")
+        assert not pool.ready

@@ -49,7 +49,9 @@ class JobPump:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            if not self.service.ready:
+            if not (self.service.ready and self.service.serving):
+                # Not while every worker reloads either: a claimed job's lease would be
+                # renewed here while no worker can run it, and no other host could take it.
                 await asyncio.sleep(0.1)
                 continue
             await self._slots.acquire()

@@ -32,7 +32,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from tenfold.errors import NotReady, WorkerCrashed
-from tenfold.runtime.worker import decode_outcome, worker_main
+from tenfold.runtime.worker import decode_outcomes, worker_main
 
 log = logging.getLogger("tenfold.pool")
 
@@ -208,6 +208,10 @@ class WorkerPool:
     def idle_count(self) -> int:
         return sum(1 for w in self._workers if w.idle)
 
+    def loaded_count(self) -> int:
+        """Workers with the model loaded now (busy or idle): 0 while every slot reloads."""
+        return sum(1 for w in self._workers if w.alive and w.loaded)
+
     # -- running batches -----------------------------------------------------
     async def run(self, sub_batches: list[list[Any]]) -> BatchOutcome:
         """Run sub-batches, in order, on one idle worker; returns outcomes and timings."""
@@ -228,6 +232,19 @@ class WorkerPool:
                 self.hang_timeout_s, self._on_hung, worker, batch_id
             )
         return await future
+
+    def _on_load_timeout(self, worker: _Worker) -> None:
+        if self._closing or not worker.alive or worker.loaded or worker.ready.done():
+            return
+        log.error(
+            "replacement worker %d of %s did not load within %g s; killing it",
+            worker.index,
+            self.target,
+            self._start_timeout_s,
+        )
+        worker.killed_because = f"did not load within {self._start_timeout_s:g} s"
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            worker.process.kill()
 
     def _on_hung(self, worker: _Worker, batch_id: int) -> None:
         """The watchdog: a batch past ``hang_timeout_s`` holds its worker forever (nobody
@@ -266,7 +283,7 @@ class WorkerPool:
                 break
             if message[0] == "result":  # decode here, off the loop, each item on its own
                 _, batch_id, blobs, timings = message
-                outcomes = [[decode_outcome(b) for b in sub] for sub in blobs]
+                outcomes = [decode_outcomes(kind, payload, n) for kind, payload, n in blobs]
                 message = ("result", batch_id, outcomes, timings)
             try:
                 loop.call_soon_threadsafe(self._on_message, worker, message)
@@ -322,9 +339,8 @@ class WorkerPool:
         code = worker.process.exitcode  # reaped by the reader thread
         if not worker.loaded:
             if not worker.ready.done():
-                worker.ready.set_exception(
-                    LoadFailed(f"{self.target}: worker exited with code {code} while loading")
-                )
+                why = worker.killed_because or f"worker exited with code {code} while loading"
+                worker.ready.set_exception(LoadFailed(f"{self.target}: {why}"))
             if worker.replacement:
                 exc = worker.ready.exception() if not worker.ready.cancelled() else None
                 self._load_failed(worker, str(exc or f"worker exited with code {code}"))
@@ -372,3 +388,8 @@ class WorkerPool:
         self._on_restart()
         replacement = self._spawn(worker.index, replacement=True)
         self._workers[self._workers.index(worker)] = replacement
+        # A replacement's load gets the start timeout too: one that hangs is killed and
+        # counts as a failed load (backoff, then the pool's error), instead of leaving
+        # the slot loading forever while the pool says ready.
+        assert self._loop is not None
+        self._loop.call_later(self._start_timeout_s, self._on_load_timeout, replacement)

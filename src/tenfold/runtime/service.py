@@ -113,6 +113,12 @@ class ModelService:
         crash does not make the model unready (its requests queue meanwhile)."""
         return (not self.local or self.pool.ready) and self.load_error is None
 
+    @property
+    def serving(self) -> bool:
+        """A worker has the model loaded now (not only once): what claiming durable-queue
+        jobs needs, since a claimed job's lease is renewed while it waits here."""
+        return not self.local or self.pool.loaded_count() > 0
+
     def _not_ready(self) -> NotReady:
         if self.load_error is not None:
             return NotReady(f"model {self.name!r} cannot load: {self.load_error}")

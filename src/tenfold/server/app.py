@@ -471,7 +471,7 @@ def create_app(
                     return JSONResponse(payload, headers=headers)
                 except (TypeError, ValueError) as exc:
                     raise _unencodable(outcome, exc) from exc
-            refused = [o for o in outcomes if isinstance(o, Overloaded)]
+            refused = [o for o in outcomes if isinstance(o, Overloaded | NotReady)]
             if len(refused) == len(outcomes):
                 raise refused[0]  # nothing was admitted: answer 429/503 for the request
             outputs = [
