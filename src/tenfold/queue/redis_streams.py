@@ -128,15 +128,14 @@ def _notified_job(fields: str) -> Job | None:
 
 
 def _pool_options() -> dict[str, Any]:
-    """Maintenance notifications off where redis-py has them (7+, on by default with RESP3):
-    while on, the pool skips its check that a pooled connection is still open when it
-    hands one out, so after a Redis restart every stale pooled connection failed one
-    command (a spurious 503) before reconnecting. A self-hosted Redis sends none anyway."""
-    try:
-        from redis.maint_notifications import MaintNotificationsConfig
-    except ImportError:
-        return {}
-    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+    """Extra connection-pool options: none. redis-py 7+ (with RESP3) skips its per-checkout
+    check that a pooled connection is still open; turning maintenance notifications off
+    brings that check back, a readiness probe on every command, and measured 10-20% fewer
+    classify jobs/s end to end. Instead, the first dead connection seen (by a command, or
+    by the done listener) closes every idle one in the pool: after a Redis restart one
+    command fails (QueueUnavailable: a 503 with Retry-After, or a worker's backoff), not one
+    per pooled connection."""
+    return {}
 
 
 async def _drop_pubsub(pubsub: Any) -> None:
@@ -233,8 +232,18 @@ class RedisQueue:
             return await pending
         except (rexc.RedisError, OSError) as exc:
             if _unavailable(exc):
+                if isinstance(exc, rexc.ConnectionError | OSError):
+                    await self._drop_idle_connections()
                 raise self._unavailable_error(exc) from exc
             raise
+
+    async def _drop_idle_connections(self) -> None:
+        """A connection found dead (e.g. Redis restarted) says the idle ones in the pool are
+        too: close them, so each is not found dead by a command of its own (redis-py with
+        RESP3 no longer probes a pooled connection before use; probing costs every command)."""
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.connection_pool.disconnect(inuse_connections=False)
 
     def _unavailable_error(self, exc: BaseException) -> QueueUnavailable:
         return QueueUnavailable(f"redis queue {self.url}: {type(exc).__name__}: {exc}")
@@ -609,6 +618,7 @@ class RedisQueue:
                         exc,
                     )
                 await _drop_pubsub(pubsub)
+                await self._drop_idle_connections()  # they lost theirs too
                 pubsub = None
                 if loop.time() - subscribed < _RESUBSCRIBE_MAX_S:
                     # Lost again soon after subscribing: back off rather than spin.
