@@ -289,8 +289,9 @@ async def test_adaptive_mode_learns_the_curve_and_sheds_with_retry_after():
     )
     app = create_app(settings)
     async with running(app) as c:
-        # Warm up with batches of several sizes so the a*n+b fit exists.
-        for n in (1, 2, 4, 8, 3, 6):
+        # Warm up with batches of several sizes so the a*n+b fit exists; three rounds, so
+        # one batch slowed by a busy machine does not skew the least-squares fit.
+        for n in (1, 2, 4, 8, 3, 6) * 3:
             r = await c.post("/v1/models/sleepy/predict", json={"inputs": list(range(n))})
             assert r.status_code == 200
         fit = (await c.get("/v1/stats")).json()["models"]["sleepy"]["latency_model"]
@@ -300,7 +301,7 @@ async def test_adaptive_mode_learns_the_curve_and_sheds_with_retry_after():
             *(c.post("/v1/models/sleepy/predict", json={"input": i}) for i in range(80))
         )
         codes = [r.status_code for r in flood]
-        assert codes.count(200) > 0
+        assert codes.count(200) > 0, (codes, fit)
         shed = [r for r in flood if r.status_code == 503]
         assert shed, codes
         assert all(int(r.headers["retry-after"]) >= 1 for r in shed)
