@@ -310,6 +310,16 @@ async def test_adaptive_mode_learns_the_curve_and_sheds_with_retry_after():
         assert stats["shed"].get("predicted_miss", 0) >= len(shed)
 
 
+async def test_a_body_that_cannot_be_parsed_is_422(upper):
+    c = upper["client"]
+    r = await c.post(
+        "/v1/models/upper/predict",
+        content=b'{"input": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422 and r.json()["error"]["type"] == "invalid_input"
+
+
 async def test_result_cache_hit_miss_bypass_and_purge(upper):
     c = upper["client"]
     body = {"input": "cache me"}

@@ -147,3 +147,18 @@ def test_public_surface_is_pinned() -> None:
     from tenfold.queue.client import Client
 
     assert tenfold.Client is Client
+
+
+@pytest.mark.parametrize(
+    ("toml", "match"),
+    [
+        ("[server]\nbogus = 1\n[models.embed]\n", r"\[server\]: unknown setting\(s\) bogus"),
+        ("[models.embed]\nworkerz = 1\n", r"model 'embed': unknown setting\(s\) workerz"),
+        ('[server]\nport = "abc"\n[models.embed]\n', r"\[server\]: a setting has the wrong type"),
+    ],
+)
+def test_config_file_mistakes_are_named(tmp_path: Path, toml: str, match: str) -> None:
+    cfg = tmp_path / "tenfold.toml"
+    cfg.write_text(toml)
+    with pytest.raises(ValueError, match=match):
+        load_settings(config_path=cfg)

@@ -293,3 +293,38 @@ async def test_client_submit_result_predict(server: str) -> None:
     finally:
         stop.set()
         await worker
+
+
+async def test_an_empty_idempotency_key_is_no_key(http: httpx.AsyncClient) -> None:
+    """An empty header folded every later job into the first one (data loss)."""
+    ids = [
+        (
+            await http.post(
+                "/v1/models/echo/jobs", json={"input": x}, headers={"Idempotency-Key": " "}
+            )
+        ).json()["id"]
+        for x in (1, 2)
+    ]
+    assert ids[0] != ids[1]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (b'{"input": NaN}', "NaN is not valid JSON"),
+        (b'{"input": [1, Infinity]}', "Infinity is not valid JSON"),
+    ],
+)
+async def test_bodies_json_cannot_carry_are_422_and_enqueue_nothing(
+    queue: QueueBackend, body: bytes, message: str
+) -> None:
+    app = make_app(queue, max_body_bytes=1_000_000)  # the nested body is ~200 KB
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        r = await http.post(
+            "/v1/models/echo/jobs", content=body, headers={"content-type": "application/json"}
+        )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["type"] == "invalid_input" and message in r.json()["error"]["message"]
+    assert (await queue.stats("echo")).queued == 0

@@ -36,9 +36,9 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tenfold.model import resolve_target
 
@@ -217,5 +217,26 @@ def load_settings(
 
     overrides = _env(environ, _MODEL_ENV)
     overrides.update({k: v for k, v in (model_flags or {}).items() if v is not None})
-    models = tuple(replace(ModelSettings(**spec), **overrides) for spec in specs)
-    return ServerSettings(models=models, **server)
+    models = tuple(
+        replace(_build(ModelSettings, spec, f"model {spec.get('target')!r}"), **overrides)
+        for spec in specs
+    )
+    return _build(ServerSettings, {"models": models, **server}, "[server]")
+
+
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], values: dict[str, Any], where: str) -> _T:
+    """``cls(**values)``, with a config mistake (an unknown key, a value of the wrong type)
+    as a ValueError naming it, not a TypeError from deep inside."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ValueError(f"{where}: a setting has the wrong type ({exc})") from exc

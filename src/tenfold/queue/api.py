@@ -52,9 +52,17 @@ async def read_json_body(request: Request, max_body_bytes: int) -> Any:
             raise PayloadTooLarge(f"request body over {max_body_bytes} bytes")
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
+        return json.loads(b"".join(chunks), parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise InvalidInput("request body is nested too deeply to parse") from exc
     except ValueError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON (the stdlib parser accepts them; a job's input
+    would later come back as null)."""
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def preferred_wait_s(prefer: str | None) -> float:
@@ -117,7 +125,8 @@ def queue_router(
             except ValidationError as exc:
                 details = json.loads(exc.json(include_url=False, include_context=False))
                 raise InvalidInput(f"invalid input for {model!r}", details=details) from exc
-        key = request.headers.get("idempotency-key")
+        # An empty key is no key: "" would fold every later keyless-looking job into one.
+        key = (request.headers.get("idempotency-key") or "").strip() or None
         headers: dict[str, str] = {}
         wait_s = preferred_wait_s(request.headers.get("prefer"))
         try:

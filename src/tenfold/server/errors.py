@@ -93,6 +93,10 @@ def install(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # FastAPI's "There was an error parsing the body" (bytes that are not UTF-8, JSON
+            # nested too deeply): invalid input like any other, 422 as the README says.
+            return error_response(e.InvalidInput(f"request body could not be parsed: {exc.detail}"))
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
             {"error": {"type": kind, "message": str(exc.detail)}},
