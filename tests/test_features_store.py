@@ -308,3 +308,38 @@ async def test_materialize_marks_entities_the_source_no_longer_has(harness: Harn
         source.rows["u2"] = {"orders": 2, "country": "FR"}
         harness.clock.advance(61)
         assert await store.get("users", "u2") == source.rows["u2"]
+
+
+async def test_invalidate_during_a_fetch_is_not_undone_by_it(harness: Harness):
+    source = {"u1": {"score": 1}}
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    async def loader(ids: list[str]) -> dict[str, dict[str, Any]]:
+        snapshot = {i: dict(source[i]) for i in ids if i in source}  # reads the source now
+        started.set()
+        await gate.wait()
+        return snapshot
+
+    store = harness.store(FeatureView("v", "id", loader))
+    first = asyncio.create_task(store.get("v", "u1"))
+    await started.wait()  # the fetch has read the old value
+    source["u1"] = {"score": 2}
+    await store.invalidate("v")
+    second = asyncio.create_task(store.get("v", "u1"))  # must not join the old fetch
+    gate.set()
+    assert await first == {"score": 1}  # asked before the update
+    assert await second == {"score": 2}
+    await store.wait_idle()
+    assert await store.get("v", "u1") == {"score": 2}  # the old fetch stored nothing
+
+
+async def test_a_non_finite_feature_fails_only_its_entity(harness: Harness):
+    source = Source({"u1": {"score": 1.5}, "u2": {"score": float("nan")}})
+    store = harness.store(FeatureView("users", "user_id", source.load))
+    with pytest.raises(FeatureLoadError, match=r"'score'.*finite"):
+        await store.get_many("users", ["u1", "u2"])  # one fetch, one loader call
+    await store.wait_idle()
+    assert await store.get("users", "u1") == {"score": 1.5}
+    assert source.calls == [["u1", "u2"]]  # u1 was stored by the failed batch
+    with pytest.raises(FeatureLoadError, match="finite"):
+        await store.materialize("users", ["u2"])

@@ -299,3 +299,16 @@ def test_cli_module_runs_and_lists_its_commands():
     ).stdout
     for command in ("build", "refresh", "search", "demo"):
         assert command in out
+
+
+def test_a_text_embedder_of_another_width_is_invalid_input(tmp_path: Path):
+    build_index(tmp_path, "things", CATALOG, BagOfWords())
+
+    class Wider(BagOfWords):
+        def embed(self, texts: Sequence[str]) -> Matrix:
+            return np.ones((len(texts), DIM * 2), dtype=np.float32)
+
+    index = LoadedIndex(tmp_path, "things", embedder_for=lambda _t: Wider())
+    with pytest.raises(InvalidInput, match=f"{DIM}-number vectors") as info:
+        index.search("ocean", k=1)
+    assert info.value.details == {"expected": DIM, "got": [1, DIM * 2]}

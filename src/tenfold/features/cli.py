@@ -75,7 +75,7 @@ def resolve_view(target: str, source: str | None = None) -> FeatureView:
 def _errors() -> Iterator[None]:
     try:
         yield
-    except (TenfoldError, ValueError, InvalidCacheURL) as exc:
+    except (TenfoldError, ValueError, InvalidCacheURL, OSError) as exc:
         message = exc.message if isinstance(exc, TenfoldError) else str(exc)
         console.print(f"[red]error:[/red] {message}")
         raise typer.Exit(2) from exc

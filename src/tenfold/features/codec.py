@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -23,11 +24,31 @@ class FeatureCodecError(ValueError):
 def _default(value: Any) -> Any:
     # PostgreSQL NUMERIC arrives as Decimal; a feature value is a number to a model.
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise TypeError(f"feature value {value} is not a finite number")
         return float(value)
     raise TypeError(f"feature value of type {type(value).__name__} is not JSON-serialisable")
 
 
+def _check_finite(name: str, value: Any) -> None:
+    """JSON has no NaN/Infinity (orjson writes null): refuse them instead."""
+    if isinstance(value, float | Decimal):
+        if not math.isfinite(value):
+            raise FeatureCodecError(f"feature {name!r} is {value}: not a finite number")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_finite(name, item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_finite(name, item)
+
+
 def encode(features: Features | None) -> bytes:
+    """Raises :class:`FeatureCodecError` for a value JSON cannot hold (NaN, infinity,
+    an unknown type), naming the feature."""
+    if features is not None:
+        for name, value in features.items():
+            _check_finite(str(name), value)
     try:
         return orjson.dumps({"v": FORMAT, "f": features}, default=_default)
     except TypeError as exc:

@@ -80,6 +80,9 @@ class FeatureStore:
         # (view name, entity id) -> the future every concurrent reader of it awaits.
         self._inflight: dict[tuple[str, str], asyncio.Future[Features | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # view name -> invalidation generation: a fetch that started before an
+        # ``invalidate``/``materialize`` of its view must not store what it read.
+        self._generation: dict[str, int] = {}
 
     # -- views -------------------------------------------------------------------------
 
@@ -133,7 +136,9 @@ class FeatureStore:
             self.stats.count(Outcome.COALESCED, joined)
         if mine:
             # A task of its own: if this caller is cancelled, the others still get answers.
-            task = asyncio.create_task(self._fetch(view, mine))
+            futures = {i: waits[i] for i in mine}
+            generation = self._generation.get(view.name, 0)
+            task = asyncio.create_task(self._fetch(view, futures, generation))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         answers: dict[str, Features | None] = {}
@@ -142,8 +147,13 @@ class FeatureStore:
         # Each caller gets its own dicts: one caller mutating its row must not touch another's.
         return [_copy(answers[entity_id]) for entity_id in ids]
 
-    async def _fetch(self, view: FeatureView, ids: list[str]) -> None:
-        futures = {i: self._inflight[(view.name, i)] for i in ids}
+    async def _fetch(
+        self,
+        view: FeatureView,
+        futures: dict[str, asyncio.Future[Features | None]],
+        generation: int,
+    ) -> None:
+        ids = list(futures)
         try:
             keys = [self.key(view, i) for i in ids]
             cached = await self.backend.get_many(keys)
@@ -165,12 +175,18 @@ class FeatureStore:
                 loaded, _calls = await self._load(view, misses)
                 # Encode before answering: a value that cannot be cached is an error for
                 # every caller, and a miss answers exactly what a later hit will.
-                found, absent = self._encode(view, misses, loaded)
+                found, absent, errors = self._encode(view, misses, loaded)
                 for entity_id in misses:
+                    if entity_id in errors:
+                        futures[entity_id].set_exception(errors[entity_id])
+                        continue
                     key = self.key(view, entity_id)
                     _found, features = decode(found[key] if key in found else absent[key])
                     futures[entity_id].set_result(features)
-                await self._store(view, found, absent)
+                # Invalidated (or materialized) since this fetch began: what it read may
+                # predate the update, so answer its callers but store nothing.
+                if self._generation.get(view.name, 0) == generation:
+                    await self._store(view, found, absent)
         except Exception as exc:
             error = (
                 exc
@@ -225,18 +241,22 @@ class FeatureStore:
 
     def _encode(
         self, view: FeatureView, ids: Sequence[str], loaded: Mapping[str, Features]
-    ) -> tuple[dict[str, bytes], dict[str, bytes]]:
-        """``(found, absent)`` cache entries by key for ``ids``."""
+    ) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, FeatureLoadError]]:
+        """``(found, absent, errors)``: cache entries by key for ``ids``, and the error
+        per entity id whose features cannot be encoded (only that entity fails)."""
         found: dict[str, bytes] = {}
         absent: dict[str, bytes] = {}
+        errors: dict[str, FeatureLoadError] = {}
         for entity_id in ids:
             features = loaded.get(entity_id)
             target = found if features is not None else absent
             try:
                 target[self.key(view, entity_id)] = encode(features)
             except FeatureCodecError as exc:
-                raise FeatureLoadError(f"feature view {view.name!r}, {entity_id!r}: {exc}") from exc
-        return found, absent
+                errors[entity_id] = FeatureLoadError(
+                    f"feature view {view.name!r}, {entity_id!r}: {exc}"
+                )
+        return found, absent, errors
 
     async def _store(
         self, view: FeatureView, found: Mapping[str, bytes], absent: Mapping[str, bytes]
@@ -264,6 +284,7 @@ class FeatureStore:
         so an entity deleted at the source stops being served at once.
         """
         view = self.view(view_name)
+        self._bump(view.name)
         if entity_ids is None:
             lister = view.list_entities
             if lister is None:
@@ -278,7 +299,9 @@ class FeatureStore:
             chunk = ids[start : start + view.max_batch]
             loaded, n = await self._load(view, chunk)
             calls += n
-            found, absent = self._encode(view, chunk, loaded)
+            found, absent, errors = self._encode(view, chunk, loaded)
+            if errors:
+                raise next(iter(errors.values()))
             await self._store(view, found, absent)
             stored += len(found)
             if on_progress is not None:
@@ -293,9 +316,21 @@ class FeatureStore:
         )
 
     async def invalidate(self, view_name: str) -> int:
-        """Drop every cached entry of a view (all versions)."""
+        """Drop every cached entry of a view (all versions).
+
+        Fetches of the view already running in this process store nothing, and
+        requests from now on do not join them. Another process's running fetch may
+        still store values it read before the update (they live until ``ttl_s``).
+        """
         view = self.view(view_name)
+        self._bump(view.name)
         return await self.backend.delete_prefix(model_prefix(self.namespace, LAYER, view.name))
+
+    def _bump(self, view_name: str) -> None:
+        """New invalidation generation: running fetches of the view become stale."""
+        self._generation[view_name] = self._generation.get(view_name, 0) + 1
+        for key in [k for k in self._inflight if k[0] == view_name]:
+            del self._inflight[key]
 
     async def wait_idle(self) -> None:
         """Wait until no fetch is running. Callers get their answers before the values

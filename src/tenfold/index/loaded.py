@@ -104,7 +104,15 @@ class LoadedIndex:
                     f"{manifest.model_version}; the embedder here is "
                     f"{embedder.model_name} {embedder.model_version}"
                 )
-            return normalize(embedder.embed([query]))
+            vectors = np.asarray(embedder.embed([query]))
+            if vectors.shape != (1, manifest.dim):
+                raise InvalidInput(
+                    f"index {self.name!r} holds {manifest.dim}-number vectors; the embedder "
+                    f"{embedder.model_name} {embedder.model_version} here returned shape "
+                    f"{list(vectors.shape)}",
+                    details={"expected": manifest.dim, "got": list(vectors.shape)},
+                )
+            return normalize(vectors)
         return query_vector(query, manifest.dim)
 
 
