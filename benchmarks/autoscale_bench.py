@@ -131,8 +131,7 @@ def main() -> None:
         # The shipped trace is in absolute QPS (20 -> 200); how many workers that needs
         # depends on how fast this machine is at the moment (39 to 122 items/s per worker
         # seen here). Scaling it to a fixed peak fleet keeps the figure about the rules.
-        factor = args.peak_workers * 0.95 * service.items_per_s / shipped.peak_qps
-        trace = Trace(shipped.times_s, tuple(q * factor for q in shipped.qps))
+        trace = shipped.scaled_to(args.peak_workers * 0.95 * service.items_per_s)
     startup_s = measure_startup_s()
     print(f"service: {service.source}")
     print(
@@ -167,8 +166,7 @@ def main() -> None:
     # The other side of short windows: on smooth traffic they chase every wobble.
     daily = load_trace(example_trace_path("daily_cycle"))
     if args.peak_workers:
-        factor = args.peak_workers * 0.95 * service.items_per_s / daily.peak_qps
-        daily = Trace(daily.times_s, tuple(q * factor for q in daily.qps))
+        daily = daily.scaled_to(args.peak_workers * 0.95 * service.items_per_s)
     for label, cfg in (
         (f"start-up {startup_s:.0f} s (measured here)", measured),
         (f"start-up {base.simulate.worker_startup_s:g} s (config default)", base),
@@ -187,18 +185,18 @@ def main() -> None:
         + " ".join(f"{f'{h} h: p99 wait':>14} {'ratio':>5}" for h in horizons_h)
     )
     for peak in (3, 4, 5, 6, 8, 10, 15, 20):
-        factor = peak * 0.95 * service.items_per_s / shipped.peak_qps
+        peak_qps = peak * 0.95 * service.items_per_s
         cells = []
         met = []
         for hours in horizons_h:
             times = (*shipped.times_s[:-1], max(shipped.times_s[-1], hours * 3600.0))
-            scaled = Trace(times, tuple(q * factor for q in shipped.qps))
+            scaled = Trace(times, shipped.qps).scaled_to(peak_qps)
             s = simulate(scaled, service, measured).summary
             if s.wait_p99_s < 120 and s.worker_hours_vs_static <= 0.5:
                 met.append(f"{hours} h")
             cells.append(f"{s.wait_p99_s:>13g}s {s.worker_hours_vs_static:>5.2f}")
         print(
-            f"{peak:>12} {peak * 0.95 * service.items_per_s:>8.0f} "
+            f"{peak:>12} {peak_qps:>8.0f} "
             + " ".join(cells)
             + (f"  both targets met: {', '.join(met)}" if met else "")
         )

@@ -202,26 +202,15 @@ def every(step: int, until: int, depth: int, start: int = 0) -> list[tuple[float
 # Several rules of one direction: the largest ready step wins, and the rules it beat
 # start over with it (window and cooldown), whatever the tick spacing.
 SAME_DIRECTION_TABLE = [
-    pytest.param(
-        (BACKLOG, FLOOD),
-        2,
-        every(5, 250, 5000),
-        [(120, "flood", 7), (240, "flood", 12)],
-        id="both ready: +5 only, again one window later (5 s ticks)",
-    ),
-    pytest.param(
-        (BACKLOG, FLOOD),
-        2,
-        every(1, 250, 5000),
-        [(120, "flood", 7), (240, "flood", 12)],
-        id="the same with 1 s ticks",
-    ),
-    pytest.param(
-        (BACKLOG, FLOOD),
-        2,
-        every(60, 250, 5000),
-        [(120, "flood", 7), (240, "flood", 12)],
-        id="the same with 60 s ticks",
+    *(
+        pytest.param(
+            (BACKLOG, FLOOD),
+            2,
+            every(tick_s, 250, 5000),
+            [(120, "flood", 7), (240, "flood", 12)],
+            id=f"both ready: +5 only, again one window later ({tick_s} s ticks)",
+        )
+        for tick_s in (5, 1, 60)
     ),
     pytest.param(
         (BACKLOG, FLOOD),

@@ -159,8 +159,7 @@ def _scaled(name: str, service: ServiceModel, peak_workers: int = 10) -> Trace:
     """A bundled trace scaled so its peak keeps ``peak_workers`` workers 95% busy (as the
     benchmark does)."""
     shipped = load_trace(example_trace_path(name))
-    factor = peak_workers * 0.95 * service.items_per_s / shipped.peak_qps
-    return Trace(shipped.times_s, tuple(q * factor for q in shipped.qps))
+    return shipped.scaled_to(peak_workers * 0.95 * service.items_per_s)
 
 
 def _docs_rules_config(startup_s: float) -> AutoscaleConfig:

@@ -46,13 +46,14 @@ from tenfold.autoscale.observation import Comparison, Metric
 from tenfold.autoscale.rules import ScaleRule
 from tenfold.autoscale.supervisor import worker_grace_s
 from tenfold.model import load_model_class
+from tenfold.queue.redis_streams import GROUP
 
 KEDA_TARGET = 100
 """The neutral value of the modifier formula: at exactly the target the HPA holds."""
 TRIGGER_NAME = "lag"
 WORKER_METRICS_PORT = 9100
-REDIS_GROUP = "workers"
-"""The consumer group tenfold workers read with (``tenfold.queue.redis_streams.GROUP``)."""
+REDIS_GROUP = GROUP
+"""The consumer group tenfold workers read with."""
 
 
 class ExportError(ValueError):

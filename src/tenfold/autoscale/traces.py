@@ -47,6 +47,11 @@ class Trace:
     def peak_qps(self) -> float:
         return max(self.qps[:-1])
 
+    def scaled_to(self, peak_qps: float) -> Trace:
+        """The same shape with every rate scaled so the peak is ``peak_qps``."""
+        factor = peak_qps / self.peak_qps
+        return Trace(self.times_s, tuple(q * factor for q in self.qps))
+
     def rate_at(self, t_s: float) -> float:
         i = bisect.bisect_right(self.times_s, t_s) - 1
         return self.qps[max(0, min(i, len(self.qps) - 2))]

@@ -46,13 +46,20 @@ def _check_finite(name: str, value: Any) -> None:
 def encode(features: Features | None) -> bytes:
     """Raises :class:`FeatureCodecError` for a value JSON cannot hold (NaN, infinity,
     an unknown type), naming the feature."""
-    if features is not None:
-        for name, value in features.items():
-            _check_finite(str(name), value)
     try:
-        return orjson.dumps({"v": FORMAT, "f": features}, default=_default)
+        out = orjson.dumps({"v": FORMAT, "f": features}, default=_default)
     except TypeError as exc:
+        _check_all_finite(features)  # name the feature if a non-finite Decimal was the cause
         raise FeatureCodecError(str(exc)) from exc
+    # A non-finite float can only hide behind a null (orjson writes it so): walk only then.
+    if b"null" in out:
+        _check_all_finite(features)
+    return out
+
+
+def _check_all_finite(features: Features | None) -> None:
+    for name, value in (features or {}).items():
+        _check_finite(str(name), value)
 
 
 def normalise(features: Features) -> Features:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from starlette.concurrency import run_in_threadpool
 
 from tenfold.errors import InvalidInput
-from tenfold.index.loaded import MAX_K, search_generation
+from tenfold.index.loaded import MAX_K
 from tenfold.index.registry import IndexRegistry
 
 
@@ -77,15 +77,10 @@ def make_router(registry: IndexRegistry) -> APIRouter:
             index = registry.get(name)
             query = parsed.text if parsed.text is not None else parsed.vector
             assert query is not None  # parse_search guarantees one of them
-            # One snapshot for the search and its label: a reload by a concurrent
-            # request must not put the new generation on results of the old one.
-            # (k is already checked by parse_search.)
-            snapshot = index.snapshot()
-            vector = index._query_vector(snapshot, query)
-            hits = search_generation(snapshot, vector, parsed.k)
+            hits, generation = index.search_labelled(query, parsed.k)
             return SearchResponse(
                 index=name,
-                generation=snapshot.manifest.generation,
+                generation=generation,
                 results=[SearchHit(id=i, score=s) for i, s in hits],
             )
 

@@ -80,11 +80,16 @@ class LoadedIndex:
 
     def search(self, query: Query, k: int = 10) -> list[tuple[str, float]]:
         """Nearest items by cosine similarity, best first: ``[(id, score), ...]``."""
+        return self.search_labelled(query, k)[0]
+
+    def search_labelled(self, query: Query, k: int = 10) -> tuple[list[tuple[str, float]], int]:
+        """:meth:`search` and the generation it searched: one snapshot for both, so a
+        concurrent reload never labels old results with the new generation."""
         if not 1 <= k <= MAX_K:
             raise InvalidInput(f"k must be between 1 and {MAX_K}", details={"k": k})
         generation = self.snapshot()
         vector = self._query_vector(generation, query)
-        return search_generation(generation, vector, k)
+        return search_generation(generation, vector, k), generation.manifest.generation
 
     def _query_vector(self, generation: Generation, query: Query) -> Matrix:
         manifest = generation.manifest

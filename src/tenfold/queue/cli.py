@@ -73,7 +73,6 @@ def worker_command(
         queue_name=queue_name,
         metrics_port=metrics_port,
     )
-    logging.getLogger("tenfold.queue.worker").info("worker done: %s", stats)
     if stats.abandoned or threading.active_count() > 1:
         # A predict call outlived the grace period; its thread cannot be interrupted, and
         # its jobs were failed as WorkerStopped (the attempt counts, they retry), so leave

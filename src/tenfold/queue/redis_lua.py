@@ -372,3 +372,16 @@ redis.call('DEL', dead)
 return count
 """
 )
+
+#: Every script above, registered once per client.
+SCRIPT_NAMES = (
+    "ENQUEUE",
+    "CLAIM",
+    "HEARTBEAT",
+    "COMPLETE",
+    "FAIL",
+    "RELEASE",
+    "CANCEL",
+    "REQUEUE_DEAD",
+    "REPAIR",
+)

@@ -127,17 +127,6 @@ def _notified_job(fields: str) -> Job | None:
         return None
 
 
-def _pool_options() -> dict[str, Any]:
-    """Extra connection-pool options: none. redis-py 7+ (with RESP3) skips its per-checkout
-    check that a pooled connection is still open; turning maintenance notifications off
-    brings that check back, a readiness probe on every command, and measured 10-20% fewer
-    classify jobs/s end to end. Instead, the first dead connection seen (by a command, or
-    by the done listener) closes every idle one in the pool: after a Redis restart one
-    command fails (QueueUnavailable: a 503 with Retry-After, or a worker's backoff), not one
-    per pooled connection."""
-    return {}
-
-
 async def _drop_pubsub(pubsub: Any) -> None:
     """Close a pub/sub whose connection may be broken: disconnect that connection first, so
     the pool gets it back closed (it reconnects on its next use), never half-open."""
@@ -202,7 +191,10 @@ class RedisQueue:
             # No silent client-side retries: a retried script could run twice. Callers
             # (the worker loop, the API) decide what to do with QueueUnavailable.
             # A bounded pool that queues callers instead of failing ("Too many connections")
-            # when an API process has many requests in flight.
+            # when an API process has many requests in flight. redis-py 7+ (RESP3) hands out
+            # pooled connections without probing them; turning that probe back on (by
+            # switching maintenance notifications off) cost 10-20% of classify jobs/s, so a
+            # dead connection instead closes the pool's idle ones (_drop_idle_connections).
             pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
                 max_connections=self._max_connections,
@@ -210,12 +202,9 @@ class RedisQueue:
                 decode_responses=True,
                 socket_connect_timeout=5,
                 retry=Retry(NoBackoff(), 0),
-                **_pool_options(),
             )
             self._client = aioredis.Redis(connection_pool=pool)
-            for name in ("ENQUEUE", "CLAIM", "HEARTBEAT", "COMPLETE", "FAIL", "RELEASE"):
-                self._scripts[name] = self._client.register_script(getattr(redis_lua, name))
-            for name in ("CANCEL", "REQUEUE_DEAD", "REPAIR"):
+            for name in redis_lua.SCRIPT_NAMES:
                 self._scripts[name] = self._client.register_script(getattr(redis_lua, name))
         return self._client
 

@@ -40,13 +40,15 @@ BatchOutcome = tuple[list[list[Any]], list[tuple[int, float]]]
 
 #: Grace over the request timeout before a running batch counts as hung.
 HANG_GRACE_S = 30.0
-#: The watchdog's default: the server's default request timeout (30 s) plus the grace.
-DEFAULT_HANG_TIMEOUT_S = 30.0 + HANG_GRACE_S
 
 
 def hang_timeout_for(request_timeout_ms: float) -> float:
     """The watchdog limit that goes with a request timeout: past it, no caller waits."""
     return request_timeout_ms / 1000.0 + HANG_GRACE_S
+
+
+#: The watchdog's default: the one for the server's default request timeout (30 s).
+DEFAULT_HANG_TIMEOUT_S = hang_timeout_for(30_000)
 
 
 def restart_delay_s(failures: int, *, base_s: float, cap_s: float) -> float:

@@ -46,7 +46,7 @@ def encode_outcomes(outcomes: list[Any]) -> tuple[str, Any]:
     try:
         return "batch", bytes(ForkingPickler.dumps(outcomes, pickle.HIGHEST_PROTOCOL))
     except Exception:
-        return "items", [encode_outcome(o) for o in outcomes]
+        return "items", [_encode_item(o) for o in outcomes]
 
 
 def decode_outcomes(kind: str, payload: Any, n: int) -> list[Any]:
@@ -54,7 +54,7 @@ def decode_outcomes(kind: str, payload: Any, n: int) -> list[Any]:
     alone when the worker sent items one by one; inside a whole-batch payload it fails its
     sub-batch (the items cannot be told apart), and the worker lives on either way."""
     if kind == "items":
-        return [decode_outcome(b) for b in payload]
+        return [_decode_item(b) for b in payload]
     try:
         outcomes = pickle.loads(payload)
     except Exception as exc:
@@ -63,7 +63,7 @@ def decode_outcomes(kind: str, payload: Any, n: int) -> list[Any]:
     return list(outcomes)
 
 
-def encode_outcome(outcome: Any) -> bytes:
+def _encode_item(outcome: Any) -> bytes:
     """One item's outcome as bytes, or its failure if the output cannot be pickled."""
     try:
         return bytes(ForkingPickler.dumps(outcome, pickle.HIGHEST_PROTOCOL))
@@ -76,8 +76,8 @@ def encode_outcome(outcome: Any) -> bytes:
         return pickle.dumps(failure, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode_outcome(blob: bytes) -> Any:
-    """The outcome :func:`encode_outcome` made, or that item's failure if it cannot be
+def _decode_item(blob: bytes) -> Any:
+    """The outcome :func:`_encode_item` made, or that item's failure if it cannot be
     unpickled here (its class is missing in the server, or rejects its own pickle)."""
     try:
         return pickle.loads(blob)
