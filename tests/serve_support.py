@@ -16,15 +16,17 @@ import httpx
 from redis_support import free_port
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+TESTS = str(Path(__file__).resolve().parent)  # the toy models (toymodels:Upper)
 
 
 @contextlib.contextmanager
 def served(args: list[str], log: Path, *, ready_timeout_s: float = 120) -> Iterator[str]:
-    """``python -m tenfold serve --port P ARGS`` with this checkout's src/ first on the
-    path, output in ``log`` and the working directory ``log.parent`` (the embedded
-    queue's data lands there)."""
+    """``python -m tenfold serve --port P ARGS`` with this checkout's src/ (and tests/, for
+    the toy models) first on the path, output in ``log`` and the working directory
+    ``log.parent`` (the embedded queue's data lands there)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    path = os.pathsep.join([SRC, TESTS, os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     argv = [sys.executable, "-m", "tenfold", "serve", "--port", str(port), *args]
     with log.open("w") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=log.parent)

@@ -305,6 +305,43 @@ def test_a_password_stays_in_a_secret(tmp_path: Path) -> None:
     ]
 
 
+def test_api_keys_come_from_a_secret_and_the_scrape_sends_one(tmp_path: Path) -> None:
+    cfg = AutoscaleConfig(
+        queue=QueueTarget(url="redis://app:s3cret@r:6379/0", model="embed"),
+        deploy=replace(AutoscaleConfig().deploy, api_keys_secret="tenfold-api-keys"),
+    )
+    export(cfg, tmp_path)
+    docs = load_dir(tmp_path)
+    template = docs["api-deployment.yaml"]["spec"]["template"]
+    env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in template["spec"]["containers"][0]["env"]
+    }
+    assert env == {
+        "TENFOLD_QUEUE_URL": {"name": "tenfold-queue", "key": "url"},
+        "TENFOLD_API_KEYS": {"name": "tenfold-api-keys", "key": "keys"},
+    }
+    assert "prometheus.io/scrape" not in template["metadata"]["annotations"]  # it would get 401
+    api, workers = docs["podmonitor.yaml"]["spec"]["podMetricsEndpoints"]
+    assert api["port"] == "http" and api["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "tenfold-api-keys", "key": "metrics-key"},
+    }
+    assert workers == {"port": "metrics", "path": "/metrics"}
+    worker = docs["worker-deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    assert "TENFOLD_API_KEYS" not in {e["name"] for e in worker["env"]}
+    # auth off (the default): no key anywhere, annotation scraping on
+    export(AutoscaleConfig(), tmp_path / "open")
+    docs = load_dir(tmp_path / "open")
+    api_template = docs["api-deployment.yaml"]["spec"]["template"]
+    assert "env" not in api_template["spec"]["containers"][0]
+    assert api_template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert all(
+        "authorization" not in e for e in docs["podmonitor.yaml"]["spec"]["podMetricsEndpoints"]
+    )
+    with pytest.raises(ConfigError, match=r"api_keys_secret"):
+        config_from_dict({"deploy": {"api_keys_secret": 3}})
+
+
 def test_scale_to_zero_is_refused() -> None:
     scaling = replace(AutoscaleConfig().scaling, min_workers=0)
     with pytest.raises(ExportError, match="min_workers must be >= 1"):

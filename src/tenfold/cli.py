@@ -31,15 +31,16 @@ def _root() -> None:
     """tenfold: serve AI models at scale."""
 
 
-def _curl_line(host: str, port: int, model: str, target: str) -> str:
+def _curl_line(host: str, port: int, model: str, target: str, auth: bool = False) -> str:
     example = {
         "tenfold.examples.embed:Embed": '{"input": "The quick brown fox"}',
         "tenfold.examples.classify:Classify": '{"input": {"sepal_length": 5.1, '
         '"sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}}',
     }.get(target, '{"input": ...}')
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    key = ' -H "authorization: Bearer $TENFOLD_KEY"' if auth else ""
     return (
-        f"curl -s http://{shown}:{port}/v1/models/{model}/predict "
+        f"curl -s http://{shown}:{port}/v1/models/{model}/predict{key} "
         f"-H 'content-type: application/json' -d '{example}'"
     )
 
@@ -104,6 +105,13 @@ def serve(
             "(the seed rules, or [autoscale] in --config)",
         ),
     ] = False,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Turn auth on: API keys, one per line (KEY or TENANT KEY); also "
+            "TENFOLD_API_KEYS=k1,k2. /healthz and /readyz stay open"
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
 ) -> None:
@@ -132,6 +140,7 @@ def serve(
                 "local_workers": False if no_local_workers else None,
                 "autoscale": True if autoscale else None,
                 "autoscale_config": str(config) if config else None,
+                "api_key_file": str(api_key_file) if api_key_file else None,
             },
             model_flags={
                 "workers": workers,
@@ -155,7 +164,13 @@ def serve(
         if service.ready:
             console.print(
                 f"[green]ready[/green]: {service.name} {service.version}. Try:\n  "
-                + _curl_line(settings.host, settings.port, service.name, service.target)
+                + _curl_line(
+                    settings.host,
+                    settings.port,
+                    service.name,
+                    service.target,
+                    auth=bool(settings.api_keys),
+                )
             )
 
     def on_fatal(message: str) -> None:
@@ -176,6 +191,12 @@ def serve(
             f"tenfold: loading {service.name} ({service.target}, version {service.version}) "
             f"on {service.settings.workers} worker(s); batching {mode}, "
             f"max_batch_size {c.max_batch_size}, batch_timeout_ms {c.batch_timeout_ms}"
+        )
+    if settings.api_keys:
+        tenants = sorted({k.tenant for k in settings.api_keys})
+        console.print(
+            f"tenfold: auth on: {len(settings.api_keys)} API key(s), tenants {', '.join(tenants)}; "
+            "/healthz and /readyz open"
         )
     console.print(f"tenfold: listening on http://{settings.host}:{settings.port} (docs at /docs)")
     server = uvicorn.Server(

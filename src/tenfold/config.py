@@ -13,6 +13,7 @@ command-line flags. Example file::
     cache_url = "memory://"       # or "redis://127.0.0.1:6379/0"; "" turns caching off
     result_cache_ttl_s = 300
     price_per_hour_usd = 1.006    # cost figures in /v1/stats
+    # api_key_file = "keys.txt"   # auth on: lines KEY or TENANT KEY (tenfold.server.auth)
 
     [models.embed]
     target = "embed"              # or "mypackage.models:MyModel"
@@ -25,7 +26,8 @@ command-line flags. Example file::
 Environment variables: ``TENFOLD_HOST``, ``TENFOLD_PORT``,
 ``TENFOLD_MAX_BODY_BYTES``, ``TENFOLD_REQUEST_TIMEOUT_MS``,
 ``TENFOLD_WORKER_HANG_TIMEOUT_S``, ``TENFOLD_CACHE_URL``,
-``TENFOLD_RESULT_CACHE_TTL_S``, ``TENFOLD_PRICE_PER_HOUR_USD``, and, for every
+``TENFOLD_RESULT_CACHE_TTL_S``, ``TENFOLD_PRICE_PER_HOUR_USD``,
+``TENFOLD_API_KEY_FILE``, ``TENFOLD_API_KEYS`` (comma-separated keys), and, for every
 model, ``TENFOLD_WORKERS``, ``TENFOLD_MAX_BATCH_SIZE``,
 ``TENFOLD_BATCH_TIMEOUT_MS``, ``TENFOLD_LATENCY_BUDGET_MS``.
 """
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tenfold.model import resolve_target
+from tenfold.server.auth import ApiKey, load_keys
 
 
 def default_workers() -> int:
@@ -107,6 +110,11 @@ class ServerSettings:
     autoscale: bool = False
     #: TOML file whose ``[autoscale]`` table sets the rules; None: the seed rules.
     autoscale_config: str | None = None
+    #: API keys, one per line (``KEY`` or ``TENANT KEY``); with any key, auth is on.
+    api_key_file: str | None = None
+    #: Every configured key (the file's and ``TENFOLD_API_KEYS``), as digests only:
+    #: filled by :func:`load_settings`, never printed.
+    api_keys: tuple[ApiKey, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -147,6 +155,7 @@ _SERVER_ENV = {
     "TENFOLD_INDEX_DIR": ("index_dir", str),
     "TENFOLD_QUEUE_URL": ("queue_url", str),
     "TENFOLD_ALERT_WEBHOOK_URL": ("alert_webhook_url", str),
+    "TENFOLD_API_KEY_FILE": ("api_key_file", str),
 }
 
 
@@ -191,9 +200,15 @@ def load_settings(
     server: dict[str, Any] = dict(doc.get("server", {}))
     server.update(_env(environ, _SERVER_ENV))
     server.update({k: v for k, v in (server_flags or {}).items() if v is not None})
-    for key in ("cache_url", "queue_url"):
+    for key in ("cache_url", "queue_url", "api_key_file"):
         if server.get(key) == "":
             server[key] = None
+    if "api_keys" in server:
+        raise ValueError(
+            "[server] api_keys: keys do not belong in a config file; "
+            "use api_key_file or TENFOLD_API_KEYS"
+        )
+    server["api_keys"] = load_keys(server.get("api_key_file"), environ.get("TENFOLD_API_KEYS"))
 
     file_models: dict[str, dict[str, Any]] = {
         name: dict(spec) for name, spec in doc.get("models", {}).items()

@@ -8,6 +8,7 @@ one place)::
     ├── BadRequest              400  the request is well-formed JSON but unusable
     │   ├── InvalidInput        422  schema/validation error (says which field)
     │   └── PayloadTooLarge     413  body over the configured limit
+    ├── Unauthorized            401  no API key, or not a valid one (auth is on)
     ├── NotFound                404
     │   ├── ModelNotFound       404  unknown model name
     │   ├── IndexNotFound       404  unknown vector index name (tenfold.index)
@@ -62,6 +63,12 @@ class InvalidInput(BadRequest):
 
 class PayloadTooLarge(BadRequest):
     type = "payload_too_large"
+
+
+class Unauthorized(TenfoldError):
+    """Auth is on and the request has no valid API key (``tenfold.server.auth``)."""
+
+    type = "unauthorized"
 
 
 class NotFound(TenfoldError):

@@ -113,6 +113,10 @@ class DeployConfig:
     """Pod terminationGracePeriodSeconds: time a worker has to finish its batch on SIGTERM."""
     polling_interval_s: int = 15
     """How often KEDA reads the stream lag."""
+    api_keys_secret: str = ""
+    """Turn the API's auth on (``tenfold.server.auth``): the name of a Secret whose key
+    ``keys`` holds the API keys (comma-separated, ``TENFOLD_API_KEYS``) and ``metrics-key``
+    the one Prometheus scrapes ``/metrics`` with. Empty: auth off."""
 
     def __post_init__(self) -> None:
         for key in (
@@ -123,6 +127,8 @@ class DeployConfig:
             "polling_interval_s",
         ):
             require_int(getattr(self, key), f"deploy.{key}")
+        if not isinstance(self.api_keys_secret, str):
+            raise ValueError("deploy.api_keys_secret must be a Secret name (a string)")
         if not isinstance(self.target, str) or ":" not in self.target:
             raise ValueError(f"deploy.target must be MODULE:CLASS, got {self.target!r}")
         if self.api_replicas < 1 or self.worker_gpus < 0 or self.worker_grace_period_s < 1:

@@ -259,10 +259,29 @@ def _check_queue_names(config: AutoscaleConfig) -> None:
         )
 
 
+def _api_env(config: AutoscaleConfig) -> dict[str, Any]:
+    """The API container's ``env``: the queue URL's Secret, the API keys' Secret."""
+    env = list(_queue_env(config).get("env", []))
+    if config.deploy.api_keys_secret:
+        ref = {"name": config.deploy.api_keys_secret, "key": "keys"}
+        env.append({"name": "TENFOLD_API_KEYS", "valueFrom": {"secretKeyRef": ref}})
+    return {"env": env} if env else {}
+
+
 def api_deployment(config: AutoscaleConfig) -> dict[str, Any]:
     d = config.deploy
     name = f"{d.name}-api"
     labels = _labels(config, "api")
+    # Annotation-driven scrapers cannot send a key: with auth on, only the PodMonitor scrapes.
+    annotations = (
+        {}
+        if d.api_keys_secret
+        else {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(d.api_port),
+            "prometheus.io/path": "/metrics",
+        }
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -271,14 +290,7 @@ def api_deployment(config: AutoscaleConfig) -> dict[str, Any]:
             "replicas": d.api_replicas,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {
-                    "labels": labels,
-                    "annotations": {
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(d.api_port),
-                        "prometheus.io/path": "/metrics",
-                    },
-                },
+                "metadata": {"labels": labels, "annotations": annotations},
                 "spec": {
                     "containers": [
                         {
@@ -296,7 +308,7 @@ def api_deployment(config: AutoscaleConfig) -> dict[str, Any]:
                                 process_queue_url(config),
                                 "--no-local-workers",
                             ],
-                            **_queue_env(config),
+                            **_api_env(config),
                             "ports": [{"name": "http", "containerPort": d.api_port}],
                             "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
                             "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
@@ -473,17 +485,22 @@ def prometheus_rule(config: AutoscaleConfig) -> dict[str, Any]:
 def pod_monitor(config: AutoscaleConfig) -> dict[str, Any]:
     """Prometheus Operator scrape config (it ignores ``prometheus.io/*`` annotations): the
     API pods' ``http`` port (queue gauges, alert states) and the workers' ``metrics`` port
-    (``tenfold_queue_wait_seconds``), so the PrometheusRule's expressions have data."""
+    (``tenfold_queue_wait_seconds``), so the PrometheusRule's expressions have data.
+    With auth on, the API's endpoint sends the Secret's ``metrics-key`` as a bearer token
+    (the workers' metrics port serves nothing else and needs none)."""
+    api_endpoint: dict[str, Any] = {"port": "http", "path": "/metrics"}
+    if config.deploy.api_keys_secret:
+        api_endpoint["authorization"] = {
+            "type": "Bearer",
+            "credentials": {"name": config.deploy.api_keys_secret, "key": "metrics-key"},
+        }
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
         "metadata": _meta(config, config.deploy.name, "metrics"),
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": config.deploy.name}},
-            "podMetricsEndpoints": [
-                {"port": "http", "path": "/metrics"},
-                {"port": "metrics", "path": "/metrics"},
-            ],
+            "podMetricsEndpoints": [api_endpoint, {"port": "metrics", "path": "/metrics"}],
         },
     }
 

@@ -37,6 +37,7 @@ from tenfold.errors import (
 from tenfold.model import Model
 from tenfold.queue.backend import QueueBackend
 from tenfold.queue.job import Job
+from tenfold.server.auth import tenant_of
 from tenfold.server.responses import JSONResponse
 
 MAX_WAIT_S = 30.0
@@ -127,6 +128,9 @@ def queue_router(
                 raise InvalidInput(f"invalid input for {model!r}", details=details) from exc
         # An empty key is no key: "" would fold every later keyless-looking job into one.
         key = (request.headers.get("idempotency-key") or "").strip() or None
+        tenant = tenant_of(request)
+        if key is not None and tenant is not None:
+            key = f"{tenant}/{key}"  # one tenant's key never returns another's job
         headers: dict[str, str] = {}
         wait_s = preferred_wait_s(request.headers.get("prefer"))
         try:

@@ -25,6 +25,7 @@ from tenfold import errors
 
 _BY_STATUS: dict[int, type[errors.TenfoldError]] = {
     400: errors.BadRequest,
+    401: errors.Unauthorized,
     404: errors.NotFound,
     409: errors.Conflict,
     413: errors.PayloadTooLarge,

@@ -14,6 +14,9 @@ Routes::
     GET  /readyz                      200 once every model is loaded, else 503
     GET  /metrics                     Prometheus text
     GET  /openapi.json, /docs
+
+With API keys configured (``tenfold.server.auth``) every route but ``/healthz`` and
+``/readyz`` needs one; its tenant scopes the caches and idempotency keys.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from fastapi import FastAPI, Header, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.responses import Response
 
 from tenfold import __version__
@@ -58,6 +62,7 @@ from tenfold.runtime.pool import hang_timeout_for
 from tenfold.runtime.service import ModelService
 from tenfold.server import errors as http_errors
 from tenfold.server.alerts import QueueWatch
+from tenfold.server.auth import ApiKeyBackend, Keyring, tenant_of, unauthorized
 from tenfold.server.autoscaling import build_scaler, describe
 from tenfold.server.limits import BodyLimitMiddleware
 from tenfold.server.metrics import ServingMetrics
@@ -209,14 +214,20 @@ class Server:
         deadline: float,
         bypass: bool,
         ids: list[str] | None = None,
+        tenant: str | None = None,
     ) -> tuple[list[Any], list[str]]:
         """Outcomes per item through the result cache (when on) and the batcher.
 
         Each item is looked up on its own (concurrent identical misses share one model
         call); the misses still meet in the batcher, so they are computed in batches.
-        Returns the outcomes and each item's ``hit``/``miss``.
+        Returns the outcomes and each item's ``hit``/``miss``. ``tenant`` (auth on)
+        scopes result-cache keys and embedding ids: one tenant's entries are not
+        another's. Embeddings keyed by content stay shared: the same text gives the
+        same vector whoever asks.
         """
         if type(service.model).embeds and self.cache.enabled and not bypass:
+            if ids is not None and tenant is not None:
+                ids = [f"{tenant}/{item_id}" for item_id in ids]  # tenant names hold no "/"
             return await self._embed(service, items, deadline, ids)
         result_cache = self.cache.result
         if result_cache is None:
@@ -241,6 +252,7 @@ class Server:
                     input=service.normalize(item),
                     compute=compute,
                     bypass=bypass,
+                    tenant=tenant,
                 )
             except TenfoldError as exc:
                 return exc, "miss"
@@ -413,6 +425,13 @@ def create_app(
     app.state.server = server
     http_errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.api_keys:
+        # Added last, so it runs first: no body is read for a caller without a key.
+        app.add_middleware(
+            AuthenticationMiddleware,
+            backend=ApiKeyBackend(Keyring(settings.api_keys)),
+            on_error=unauthorized,
+        )
 
     _mount_indexes(app, settings)
     if server.queue is not None:
@@ -453,7 +472,12 @@ def create_app(
                 bypass = no_cache_requested(request.headers.get("cache-control"))
                 async with asyncio.timeout(timeout_ms / 1000.0 + 5.0):
                     outcomes, cache_marks = await server.run(
-                        service, items, deadline, bypass, _ids(body, single, len(items))
+                        service,
+                        items,
+                        deadline,
+                        bypass,
+                        _ids(body, single, len(items)),
+                        tenant_of(request),
                     )
             except TimeoutError:
                 raise DeadlineExceeded(f"no result within {timeout_ms:.0f} ms") from None

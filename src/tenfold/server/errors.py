@@ -24,6 +24,7 @@ STATUS: dict[type[e.TenfoldError], int] = {
     e.BadRequest: 400,
     e.InvalidInput: 422,
     e.PayloadTooLarge: 413,
+    e.Unauthorized: 401,
     e.NotFound: 404,
     e.ModelNotFound: 404,
     e.Overloaded: 503,
