@@ -112,6 +112,17 @@ def serve(
             "TENFOLD_API_KEYS=k1,k2. /healthz and /readyz stay open"
         ),
     ] = None,
+    rate_limit_rps: Annotated[
+        float | None,
+        typer.Option(help="Requests/s per tenant (API key), 429 over it [0: no limit]"),
+    ] = None,
+    rate_limit_burst: Annotated[
+        int | None, typer.Option(help="Requests a tenant may make at once [one second's worth]")
+    ] = None,
+    rate_limit_url: Annotated[
+        str | None,
+        typer.Option(help="Where limits count: memory:// [default] or redis://host:port/db"),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
     log_level: Annotated[str, typer.Option(help="Log level")] = "info",
 ) -> None:
@@ -141,6 +152,9 @@ def serve(
                 "autoscale": True if autoscale else None,
                 "autoscale_config": str(config) if config else None,
                 "api_key_file": str(api_key_file) if api_key_file else None,
+                "rate_limit_rps": rate_limit_rps,
+                "rate_limit_burst": rate_limit_burst,
+                "rate_limit_url": rate_limit_url,
             },
             model_flags={
                 "workers": workers,
@@ -197,6 +211,15 @@ def serve(
         console.print(
             f"tenfold: auth on: {len(settings.api_keys)} API key(s), tenants {', '.join(tenants)}; "
             "/healthz and /readyz open"
+        )
+    if settings.rate_limit_rps:
+        from tenfold.ratelimit import RateLimit
+
+        limit = RateLimit.of(settings.rate_limit_rps, settings.rate_limit_burst)
+        where = "this process" if settings.rate_limit_url.startswith("memory") else "Redis"
+        console.print(
+            f"tenfold: rate limit {limit.rate_per_s:g} requests/s per tenant, burst "
+            f"{limit.burst}, counted in {where}"
         )
     console.print(f"tenfold: listening on http://{settings.host}:{settings.port} (docs at /docs)")
     server = uvicorn.Server(

@@ -14,6 +14,8 @@ command-line flags. Example file::
     result_cache_ttl_s = 300
     price_per_hour_usd = 1.006    # cost figures in /v1/stats
     # api_key_file = "keys.txt"   # auth on: lines KEY or TENANT KEY (tenfold.server.auth)
+    # rate_limit_rps = 50         # per tenant (needs auth); rate_limit_burst = 100
+    # rate_limit_url = "redis://127.0.0.1:6379/0"   # shared by replicas; default memory://
 
     [models.embed]
     target = "embed"              # or "mypackage.models:MyModel"
@@ -27,7 +29,8 @@ Environment variables: ``TENFOLD_HOST``, ``TENFOLD_PORT``,
 ``TENFOLD_MAX_BODY_BYTES``, ``TENFOLD_REQUEST_TIMEOUT_MS``,
 ``TENFOLD_WORKER_HANG_TIMEOUT_S``, ``TENFOLD_CACHE_URL``,
 ``TENFOLD_RESULT_CACHE_TTL_S``, ``TENFOLD_PRICE_PER_HOUR_USD``,
-``TENFOLD_API_KEY_FILE``, ``TENFOLD_API_KEYS`` (comma-separated keys), and, for every
+``TENFOLD_API_KEY_FILE``, ``TENFOLD_API_KEYS`` (comma-separated keys),
+``TENFOLD_RATE_LIMIT_RPS``, ``TENFOLD_RATE_LIMIT_BURST``, ``TENFOLD_RATE_LIMIT_URL``, and, for every
 model, ``TENFOLD_WORKERS``, ``TENFOLD_MAX_BATCH_SIZE``,
 ``TENFOLD_BATCH_TIMEOUT_MS``, ``TENFOLD_LATENCY_BUDGET_MS``.
 """
@@ -35,6 +38,7 @@ model, ``TENFOLD_WORKERS``, ``TENFOLD_MAX_BATCH_SIZE``,
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -115,6 +119,13 @@ class ServerSettings:
     #: Every configured key (the file's and ``TENFOLD_API_KEYS``), as digests only:
     #: filled by :func:`load_settings`, never printed.
     api_keys: tuple[ApiKey, ...] = field(default=(), repr=False)
+    #: Requests per second each tenant may make on average (0: no limit; needs auth),
+    #: up to ``rate_limit_burst`` at once (0: one second's worth).
+    rate_limit_rps: float = 0.0
+    rate_limit_burst: int = 0
+    #: Where the limiter counts: ``memory://`` (this process) or ``redis://...`` (shared by
+    #: every replica: an in-process limit multiplies by the replica count).
+    rate_limit_url: str = "memory://"
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -135,6 +146,15 @@ class ServerSettings:
             raise ValueError("--autoscale serves exactly one model (its workers run one)")
         if self.result_cache_ttl_s <= 0:
             raise ValueError("result_cache_ttl_s must be positive")
+        if not (math.isfinite(self.rate_limit_rps) and self.rate_limit_rps >= 0):
+            raise ValueError("rate_limit_rps must be >= 0 (0: no limit)")
+        if self.rate_limit_burst < 0:
+            raise ValueError("rate_limit_burst must be >= 0 (0: one second's worth)")
+        if self.rate_limit_rps and not self.api_keys:
+            raise ValueError(
+                "rate limits are per tenant, and tenants are API keys: give --api-key-file "
+                "or TENFOLD_API_KEYS with --rate-limit-rps"
+            )
 
 
 _MODEL_ENV = {
@@ -156,6 +176,9 @@ _SERVER_ENV = {
     "TENFOLD_QUEUE_URL": ("queue_url", str),
     "TENFOLD_ALERT_WEBHOOK_URL": ("alert_webhook_url", str),
     "TENFOLD_API_KEY_FILE": ("api_key_file", str),
+    "TENFOLD_RATE_LIMIT_RPS": ("rate_limit_rps", float),
+    "TENFOLD_RATE_LIMIT_BURST": ("rate_limit_burst", int),
+    "TENFOLD_RATE_LIMIT_URL": ("rate_limit_url", str),
 }
 
 

@@ -17,7 +17,8 @@ one place)::
     ├── Conflict                409  the request contradicts the current state
     │   └── JobNotCancellable   409  only a queued job can be cancelled
     ├── Overloaded              503  shed: predicted to miss its deadline (Retry-After)
-    │   └── QueueFull           429  backpressure: too much queued (Retry-After)
+    │   ├── QueueFull           429  backpressure: too much queued (Retry-After)
+    │   └── RateLimited         429  the caller's tenant is over its rate limit (Retry-After)
     ├── DeadlineExceeded        504  the deadline passed before the result
     ├── NotReady                503  models still loading
     ├── QueueUnavailable        503  the queue store (SQLite file, Redis) cannot be reached
@@ -91,6 +92,10 @@ class Overloaded(TenfoldError):
 
 class QueueFull(Overloaded):
     type = "queue_full"
+
+
+class RateLimited(Overloaded):
+    type = "rate_limited"
 
 
 class DeadlineExceeded(TenfoldError):

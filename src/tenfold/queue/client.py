@@ -44,6 +44,7 @@ _BY_TYPE: dict[str, type[errors.TenfoldError]] = {
         errors.NotReady,
         errors.ModelError,
         errors.WorkerCrashed,
+        errors.RateLimited,
     )
 }
 _LONG_POLL_S = 10.0

@@ -57,6 +57,8 @@ from tenfold.queue import QueueBackend, QueueStats
 from tenfold.queue import from_url as queue_from_url
 from tenfold.queue.api import queue_router
 from tenfold.queue.rpc import call
+from tenfold.ratelimit import Limiter, RateLimit
+from tenfold.ratelimit import from_url as limiter_from_url
 from tenfold.runtime.jobs import JobPump
 from tenfold.runtime.pool import hang_timeout_for
 from tenfold.runtime.service import ModelService
@@ -66,6 +68,7 @@ from tenfold.server.auth import ApiKeyBackend, Keyring, tenant_of, unauthorized
 from tenfold.server.autoscaling import build_scaler, describe
 from tenfold.server.limits import BodyLimitMiddleware
 from tenfold.server.metrics import ServingMetrics
+from tenfold.server.ratelimit import RateLimitMiddleware
 from tenfold.server.responses import JSONResponse, dumps
 
 log = logging.getLogger("tenfold.server")
@@ -156,6 +159,11 @@ class Server:
                 rules=load_config(settings.autoscale_config).alerts,
             )
             if self.queue is not None and self.scaler is None
+            else None
+        )
+        self.limiter: Limiter | None = (
+            limiter_from_url(settings.rate_limit_url, clock=clock)
+            if settings.rate_limit_rps
             else None
         )
         self.started = time.time()
@@ -413,6 +421,8 @@ def create_app(
             await server.cache.close()
             if server.queue is not None:
                 await server.queue.close()
+            if server.limiter is not None:
+                await server.limiter.close()
 
     app = FastAPI(
         title="tenfold",
@@ -425,6 +435,14 @@ def create_app(
     app.state.server = server
     http_errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if server.limiter is not None:
+        # Runs after the key check (it limits tenants) and before the body is read.
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=server.limiter,
+            limit=RateLimit.of(settings.rate_limit_rps, settings.rate_limit_burst),
+            registry=server.registry,
+        )
     if settings.api_keys:
         # Added last, so it runs first: no body is read for a caller without a key.
         app.add_middleware(

@@ -29,6 +29,7 @@ STATUS: dict[type[e.TenfoldError], int] = {
     e.ModelNotFound: 404,
     e.Overloaded: 503,
     e.QueueFull: 429,
+    e.RateLimited: 429,
     e.DeadlineExceeded: 504,
     e.NotReady: 503,
     e.ModelError: 500,

@@ -1,0 +1,245 @@
+"""Per-tenant rate limits: the GCRA policy as a table on a fake clock, one contract over the
+memory and Redis limiters, and the API answering 429 per tenant (fail open without its
+store)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import redis
+
+from redis_support import REDIS_URL, delete_prefix, free_port
+from tenfold.clock import FakeClock
+from tenfold.config import ModelSettings, ServerSettings, load_settings
+from tenfold.ratelimit import (
+    Limiter,
+    LimiterUnavailable,
+    MemoryLimiter,
+    RateLimit,
+    RedisLimiter,
+    decide,
+)
+from tenfold.server.app import create_app
+from tenfold.server.auth import load_keys
+from test_api import running
+
+ALICE = "alice-key-0123456789abcdef"
+BOB = "bob-key-0123456789abcdef00"
+
+# -- the policy ----------------------------------------------------------------------------
+
+# 2 requests/s, burst 3: three at once, then one every 0.5 s. (now, allowed, retry_after_s)
+TABLE = [
+    (0.0, True, 0.0),
+    (0.0, True, 0.0),
+    (0.0, True, 0.0),
+    (0.0, False, 0.5),
+    (0.3, False, 0.2),
+    (0.5, True, 0.0),
+    (0.5, False, 0.5),
+    (1.0, True, 0.0),
+    (10.0, True, 0.0),  # idle long enough: the whole burst is back
+    (10.0, True, 0.0),
+    (10.0, True, 0.0),
+    (10.0, False, 0.5),
+]
+
+
+def test_gcra_table_burst_then_rate() -> None:
+    limit = RateLimit.of(2, 3)
+    tat = None
+    for now, allowed, retry in TABLE:
+        d = decide(tat, now, limit)
+        assert (d.allowed, round(d.retry_after_s, 9)) == (allowed, retry), (now, d)
+        tat = d.tat
+
+
+def test_remaining_and_cost() -> None:
+    limit = RateLimit.of(10, 5)
+    d = decide(None, 0.0, limit)
+    assert d.remaining == 4
+    d = decide(d.tat, 0.0, limit, cost=4)
+    assert d.allowed and d.remaining == 0
+    refused = decide(d.tat, 0.0, limit, cost=2)
+    assert not refused.allowed and refused.tat == d.tat  # refusal costs nothing
+    assert round(refused.retry_after_s, 9) == 0.2
+    with pytest.raises(ValueError, match="never fit"):
+        decide(None, 0.0, limit, cost=6)
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "says"),
+    [(0, 1, "rate_per_s"), (float("nan"), 1, "rate_per_s"), (1, 0, "burst"), (1, 1.5, "burst")],
+)
+def test_bad_limits_are_refused(rate: float, burst: Any, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        RateLimit(rate, burst)
+
+
+def test_default_burst_is_one_seconds_worth() -> None:
+    assert RateLimit.of(0.5).burst == 1
+    assert RateLimit.of(20).burst == 20
+
+
+# -- one contract over both limiters -------------------------------------------------------
+
+
+@pytest_asyncio.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def make_limiter(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[[FakeClock], Limiter]]:
+    made: list[Limiter] = []
+    prefix = f"tenfold-test:ratelimit:{uuid.uuid4().hex}:"
+
+    def make(clock: FakeClock) -> Limiter:
+        limiter: Limiter = (
+            MemoryLimiter(clock)
+            if request.param == "memory"
+            else RedisLimiter(REDIS_URL, prefix=prefix, clock=clock)
+        )
+        made.append(limiter)
+        return limiter
+
+    yield make
+    for limiter in made:
+        await limiter.close()
+    delete_prefix(prefix)
+
+
+async def test_limiter_follows_the_policy_table(make_limiter: Any) -> None:
+    clock = FakeClock(start=1_700_000_000.0)
+    limiter = make_limiter(clock)
+    limit = RateLimit.of(2, 3)
+    start = clock.now()
+    for now, allowed, retry in TABLE:
+        clock.advance(start + now - clock.now())
+        d = await limiter.acquire("alice", limit)
+        assert (d.allowed, round(d.retry_after_s, 6)) == (allowed, retry), (now, d)
+
+
+async def test_callers_are_counted_apart(make_limiter: Any) -> None:
+    limiter = make_limiter(FakeClock(start=1_700_000_000.0))
+    limit = RateLimit.of(1, 2)
+    assert [(await limiter.acquire("alice", limit)).allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+    assert (await limiter.acquire("bob", limit)).allowed
+
+
+@pytest.mark.redis
+async def test_replicas_sharing_redis_share_one_count() -> None:
+    prefix = f"tenfold-test:ratelimit:{uuid.uuid4().hex}:"
+    clock = FakeClock(start=1_700_000_000.0)
+    a, b = (RedisLimiter(REDIS_URL, prefix=prefix, clock=clock) for _ in range(2))
+    limit = RateLimit.of(1, 2)
+    try:
+        assert (await a.acquire("alice", limit)).allowed
+        assert (await b.acquire("alice", limit)).allowed
+        refused = await a.acquire("alice", limit)
+        assert not refused.allowed and round(refused.retry_after_s, 6) == 1.0
+        # the key expires once the bucket is full again (plus a second), not never
+        ttl_ms = redis.Redis.from_url(REDIS_URL).pttl(prefix + "alice")
+        assert 0 < ttl_ms <= 3000
+    finally:
+        await a.close()
+        await b.close()
+        delete_prefix(prefix)
+
+
+async def test_redis_down_is_limiter_unavailable_within_the_timeout() -> None:
+    limiter = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.2)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(LimiterUnavailable):
+            await limiter.acquire("alice", RateLimit.of(1))
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        await limiter.close()
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+def test_rate_limit_settings() -> None:
+    environ = {"TENFOLD_API_KEYS": ALICE, "TENFOLD_RATE_LIMIT_RPS": "5"}
+    s = load_settings(targets=["toymodels:Upper"], environ=environ)
+    assert (s.rate_limit_rps, s.rate_limit_burst, s.rate_limit_url) == (5.0, 0, "memory://")
+    with pytest.raises(ValueError, match="tenants are API keys"):
+        load_settings(targets=["toymodels:Upper"], environ={"TENFOLD_RATE_LIMIT_RPS": "5"})
+    with pytest.raises(ValueError, match="rate_limit_rps must be >= 0"):
+        load_settings(
+            targets=["toymodels:Upper"],
+            environ={"TENFOLD_API_KEYS": ALICE, "TENFOLD_RATE_LIMIT_RPS": "-1"},
+        )
+
+
+# -- the API ------------------------------------------------------------------------------
+
+
+def settings_for(tmp: Path, **extra: Any) -> ServerSettings:
+    return ServerSettings(
+        models=(ModelSettings("toymodels:Upper", workers=1),),
+        queue_url=None,
+        api_keys=load_keys(None, f"{ALICE},{BOB}"),
+        **extra,
+    )
+
+
+@pytest_asyncio.fixture
+async def limited(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    # 0.1 requests/s, burst 2: a third request within 10 s is refused, however slow
+    # this machine is.
+    app = create_app(settings_for(tmp_path, rate_limit_rps=0.1, rate_limit_burst=2))
+    async with running(app) as client:
+        yield client
+
+
+def as_(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+async def test_a_tenant_over_its_limit_gets_429_and_others_do_not(
+    limited: httpx.AsyncClient,
+) -> None:
+    url, body = "/v1/models/upper/predict", {"input": "hi"}
+    first = [await limited.post(url, json=body, headers=as_(ALICE)) for _ in range(2)]
+    assert [r.status_code for r in first] == [200, 200]
+    refused = await limited.post(url, json=body, headers=as_(ALICE))
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["type"] == "rate_limited" and "'key-" in error["message"]
+    assert 1 <= int(refused.headers["retry-after"]) <= 10
+    assert error["details"]["burst"] == 2
+    # another tenant has its own budget; open routes and bad keys are not counted
+    assert (await limited.post(url, json=body, headers=as_(BOB))).status_code == 200
+    assert [(await limited.get("/healthz")).status_code for _ in range(5)] == [200] * 5
+    assert (await limited.get("/v1/models")).status_code == 401
+    metrics = (await limited.get("/metrics", headers=as_(BOB))).text
+    assert 'tenfold_rate_limited_total{tenant="key-' in metrics
+
+
+async def test_without_its_store_the_api_admits_and_counts(tmp_path: Path) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    app = create_app(
+        settings_for(tmp_path, rate_limit_rps=0.1, rate_limit_burst=1, rate_limit_url=dead)
+    )
+    async with running(app) as client:
+        for _ in range(3):
+            r = await client.post(
+                "/v1/models/upper/predict", json={"input": "x"}, headers=as_(ALICE)
+            )
+            assert r.status_code == 200, r.text
+        metrics = (await client.get("/metrics", headers=as_(ALICE))).text
+        line = next(
+            x for x in metrics.splitlines() if x.startswith("tenfold_rate_limit_errors_total ")
+        )
+        assert float(line.split()[-1]) >= 3
