@@ -47,6 +47,7 @@ def test_key_file_lines_tenants_and_comments() -> None:
         (f"alice {ALICE} extra\n", "line 1: expected KEY or TENANT KEY"),
         (f"alice {ALICE}\nbob {ALICE}\n", "configured twice"),
         ("# only a comment\n", "holds no key"),
+        (f"alice {ALICE}\u00e9\n", "non-ASCII"),
     ],
 )
 def test_key_file_mistakes_are_named(tmp_path: Path, text: str, says: str) -> None:
@@ -61,7 +62,29 @@ def test_missing_key_file_and_bad_env_key_are_named(tmp_path: Path) -> None:
         load_keys(tmp_path / "nope.txt", None)
     with pytest.raises(ValueError, match="TENFOLD_API_KEYS entry 2"):
         load_keys(None, f"{ANON}, tiny")
-    assert load_keys(None, " , ") == ()
+    assert load_keys(None, None) == ()
+
+
+@pytest.mark.parametrize("value", ["", ",", " , "])
+def test_keys_variable_set_but_empty_refuses_to_start(value: str) -> None:
+    # e.g. a Secret made with `--from-literal=keys=$K1,$K2` and the variables unset: auth
+    # must not silently go off.
+    with pytest.raises(ValueError, match="TENFOLD_API_KEYS is set but holds no key"):
+        load_keys(None, value)
+
+
+def test_a_hash_inside_a_key_is_part_of_it() -> None:
+    key = "abcdefghijklmnopqr#stuvwxyz0123"
+    ring = Keyring(parse_key_file(f"alice {key}  # a comment\n#{ALICE}\n", "keys.txt"))
+    assert ring.tenant_for(key) == "alice"
+    assert ring.tenant_for("abcdefghijklmnopqr") is None  # not a 18-character key
+
+
+def test_a_named_tenant_cannot_take_an_unnamed_keys_tenant() -> None:
+    anons = ApiKey.of(ANON).tenant
+    with pytest.raises(ValueError, match="reserved for keys without a name"):
+        parse_key_file(f"{anons} {ALICE}\n{ANON}\n", "keys.txt")
+    assert ApiKey.of(ANON, anons).tenant == anons  # naming a key by its own tenant is fine
 
 
 def test_keyring_finds_the_tenant_of_a_key_and_nothing_else() -> None:
@@ -182,7 +205,7 @@ async def test_result_cache_is_per_tenant(guarded: dict[str, Any]) -> None:
 
 
 @pytestmark_async
-async def test_embedding_ids_are_per_tenant_and_content_keys_shared(
+async def test_embedding_ids_and_content_keys_are_per_tenant(
     guarded: dict[str, Any],
 ) -> None:
     c: httpx.AsyncClient = guarded["client"]
@@ -194,11 +217,13 @@ async def test_embedding_ids_are_per_tenant_and_content_keys_shared(
     assert r.headers["x-tenfold-cache"] == "miss" and r.json()["output"] == [4.0, 0.0, 1.0]
     r = await c.post(url, json={"input": "zzzz", "ids": ["item-1"]}, headers=as_(ALICE))
     assert r.headers["x-tenfold-cache"] == "hit" and r.json()["output"] == [3.0, 3.0, 1.0]
-    # Keyed by content, a vector is the same whoever asks: shared.
-    await c.post(url, json={"input": "shared text"}, headers=as_(ALICE))
-    r = await c.post(url, json={"input": "shared text"}, headers=as_(BOB))
+    # Keyed by content too: a hit on Alice's vector would tell Bob what she embedded.
+    await c.post(url, json={"input": "alice's text"}, headers=as_(ALICE))
+    r = await c.post(url, json={"input": "alice's text"}, headers=as_(BOB))
+    assert r.headers["x-tenfold-cache"] == "miss" and r.json()["output"] == [12.0, 1.0, 1.0]
+    r = await c.post(url, json={"input": "alice's text"}, headers=as_(ALICE))
     assert r.headers["x-tenfold-cache"] == "hit"
-    assert computed(guarded["vec"]).count("shared text") == 1
+    assert computed(guarded["vec"]).count("alice's text") == 2
 
 
 @pytestmark_async

@@ -3,7 +3,9 @@
 An item is keyed by its id when the caller gives one (the catalog knows when an
 item changes; ids are trusted: an id sent with other content reads, or writes, that
 id's vector), else by the SHA-256 of its content (:func:`content_hash`); both under
-the model name and version, so a new model version never reads old vectors. An item
+the model name and version, so a new model version never reads old vectors, and under
+the caller's tenant when auth is on (a shared vector would tell one tenant, by its hit,
+what another embedded). An item
 whose content has no canonical form (NaN, a non-JSON object) is computed uncached.
 One ``get_many`` per batch, ``compute`` sees only the distinct misses (in first-seen
 order), one ``set_many`` stores them, and the rows come back in the order of ``items``.
@@ -91,15 +93,17 @@ class EmbeddingCache:
         self.stats = stats
         self._prefix = model_prefix(namespace, LAYER, model) + quote_part(version) + ":"
 
-    def key(self, item: Item, item_id: str | None = None) -> str:
+    def key(self, item: Item, item_id: str | None = None, tenant: str | None = None) -> str:
         """Raises ``TypeError`` when there is no id and the content has no canonical form."""
+        # Quoted, a tenant holds no ":", so "t:{tenant}:" never reads as an "id:"/"h:" key.
+        prefix = self._prefix if tenant is None else f"{self._prefix}t:{quote_part(tenant)}:"
         if item_id is not None:
-            return f"{self._prefix}id:{quote_part(item_id)}"
-        return f"{self._prefix}h:{content_hash(item)}"
+            return f"{prefix}id:{quote_part(item_id)}"
+        return f"{prefix}h:{content_hash(item)}"
 
-    def _key_or_none(self, item: Item, item_id: str | None) -> str | None:
+    def _key_or_none(self, item: Item, item_id: str | None, tenant: str | None) -> str | None:
         try:
-            return self.key(item, item_id)
+            return self.key(item, item_id, tenant)
         except TypeError:
             return None
 
@@ -109,18 +113,21 @@ class EmbeddingCache:
         compute: Compute,
         *,
         ids: Sequence[str | None] | None = None,
+        tenant: str | None = None,
     ) -> Vectors:
         """Rows for ``items`` in order: cached ones from one lookup, the rest from ``compute``.
 
         ``compute(missing_items)`` (sync or async) returns one vector per item it is
         given, as an ``(n, dim)`` array or a sequence of 1-d arrays. Its exceptions
         propagate and nothing of that batch is stored. Items without a key (no id and
-        no canonical form) are computed every time and never stored.
+        no canonical form) are computed every time and never stored. ``tenant`` (auth on)
+        scopes every key, by id or by content.
         """
         if ids is not None and len(ids) != len(items):
             raise ValueError(f"{len(ids)} ids for {len(items)} items")
         keys = [
-            self._key_or_none(item, None if ids is None else ids[i]) for i, item in enumerate(items)
+            self._key_or_none(item, None if ids is None else ids[i], tenant)
+            for i, item in enumerate(items)
         ]
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)

@@ -170,7 +170,12 @@ class Server:
         self.fatal: str | None = None
 
     async def _embed(
-        self, service: ModelService, items: list[Any], deadline: float, ids: list[str] | None
+        self,
+        service: ModelService,
+        items: list[Any],
+        deadline: float,
+        ids: list[str] | None,
+        tenant: str | None,
     ) -> tuple[list[Any], list[str]]:
         """An embed stage: one lookup for the whole request, only the misses to the model."""
         cache = self.cache.embedding(service.name, service.version)
@@ -186,7 +191,7 @@ class Server:
             return outcomes
 
         try:
-            rows = await cache.embed_many(items, compute, ids=ids)
+            rows = await cache.embed_many(items, compute, ids=ids, tenant=tenant)
         except _ItemsFailed:
             # Some item failed: nothing was stored; answer item by item, errors in place
             # (rare, so running the request again beats tracking hits through the failure).
@@ -229,14 +234,11 @@ class Server:
         Each item is looked up on its own (concurrent identical misses share one model
         call); the misses still meet in the batcher, so they are computed in batches.
         Returns the outcomes and each item's ``hit``/``miss``. ``tenant`` (auth on)
-        scopes result-cache keys and embedding ids: one tenant's entries are not
-        another's. Embeddings keyed by content stay shared: the same text gives the
-        same vector whoever asks.
+        scopes result-cache keys and embedding keys (by id and by content): one tenant's
+        entries are not another's, nor is a hit on them.
         """
         if type(service.model).embeds and self.cache.enabled and not bypass:
-            if ids is not None and tenant is not None:
-                ids = [f"{tenant}/{item_id}" for item_id in ids]  # tenant names hold no "/"
-            return await self._embed(service, items, deadline, ids)
+            return await self._embed(service, items, deadline, ids, tenant)
         result_cache = self.cache.result
         if result_cache is None:
             return await self.compute(service, items, deadline), ["miss"] * len(items)

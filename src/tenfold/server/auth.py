@@ -16,9 +16,10 @@ key is hashed and compared with every digest by :func:`hmac.compare_digest`, so 
 time taken says nothing about which key (or which prefix) came close.
 
 Key sources, all merged: ``--api-key-file PATH`` / ``TENFOLD_API_KEY_FILE`` /
-``[server] api_key_file`` (one key per line: ``KEY`` or ``TENANT KEY``; ``#`` starts a
-comment) and ``TENFOLD_API_KEYS`` (keys separated by commas). Keys are never flags:
-a command line is visible to every user of the machine in ``ps``.
+``[server] api_key_file`` (one key per line: ``KEY`` or ``TENANT KEY``; ``#`` at the start
+of a line or after a space starts a comment) and ``TENFOLD_API_KEYS`` (keys separated by
+commas; set but holding no key is an error, not auth off). Keys are never flags: a command
+line is visible to every user of the machine in ``ps``.
 
 Starlette's :class:`~starlette.middleware.authentication.AuthenticationMiddleware`
 runs the check; this module is the backend it calls.
@@ -48,6 +49,9 @@ from tenfold.errors import Unauthorized
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 MIN_KEY_CHARS = 16
 _TENANT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DERIVED_TENANT = re.compile(r"key-[0-9a-f]{12}")
+#: A ``#`` that starts a comment: at the start of a line or after whitespace (a key may hold one).
+_COMMENT = re.compile(r"(?:^|\s)#")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +67,23 @@ class ApiKey:
                 f"API key{at} is shorter than {MIN_KEY_CHARS} characters: use a random one, "
                 "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
-        if any(c.isspace() or c == "," for c in key) or not key.isprintable():
-            raise ValueError(f"API key{at} holds whitespace, a comma or control characters")
+        if any(c.isspace() or c == "," for c in key) or not key.isprintable() or not key.isascii():
+            # Not ASCII: a header arrives as latin-1, so such a key could never match.
+            raise ValueError(
+                f"API key{at} holds whitespace, a comma, control or non-ASCII characters"
+            )
         digest = hashlib.sha256(key.encode()).digest()
+        derived = "key-" + digest.hex()[:12]
         if tenant is None:
-            tenant = "key-" + digest.hex()[:12]
+            tenant = derived
         elif not _TENANT.fullmatch(tenant):
             raise ValueError(
                 f"tenant name {tenant!r}{at} must be 1-64 of A-Z a-z 0-9 _ . - "
                 "(it becomes part of cache and idempotency keys)"
             )
+        elif _DERIVED_TENANT.fullmatch(tenant) and tenant != derived:
+            # It would share caches and idempotency keys with the unnamed key it names.
+            raise ValueError(f"tenant name {tenant!r}{at} is reserved for keys without a name")
         return cls(tenant, digest)
 
 
@@ -80,7 +91,7 @@ def parse_key_file(text: str, source: str) -> list[ApiKey]:
     """Keys of a key file: each line ``KEY`` or ``TENANT KEY``; ``#`` comments, blank lines."""
     keys: list[ApiKey] = []
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
+        line = _COMMENT.split(raw, maxsplit=1)[0].strip()
         if not line:
             continue
         parts = line.split()
@@ -106,9 +117,14 @@ def load_keys(file: str | Path | None, env_value: str | None) -> tuple[ApiKey, .
         keys += parse_key_file(text, str(path))
         if not keys:
             raise ValueError(f"API key file {path} holds no key (auth would be off)")
-    for i, text in enumerate(k.strip() for k in (env_value or "").split(",")):
-        if text:
-            keys.append(ApiKey.of(text, where=f"TENFOLD_API_KEYS entry {i + 1}"))
+    if env_value is not None:
+        texts = [k.strip() for k in env_value.split(",")]
+        if not any(texts):
+            # e.g. a Secret made with unset shell variables: refuse rather than serve open.
+            raise ValueError("TENFOLD_API_KEYS is set but holds no key (auth would be off)")
+        for i, text in enumerate(texts):
+            if text:
+                keys.append(ApiKey.of(text, where=f"TENFOLD_API_KEYS entry {i + 1}"))
     seen: set[bytes] = set()
     for key in keys:
         if key.digest in seen:
