@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,26 @@ def test_config_file_mistakes_are_named(tmp_path: Path, toml: str, match: str) -
     cfg.write_text(toml)
     with pytest.raises(ValueError, match=match):
         load_settings(config_path=cfg)
+
+
+def test_every_command_finds_models_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `tenfold worker mypkg.models:Embedder` from the project directory, as `serve` does (the
+    # console script, unlike `python -m`, does not put the current directory on the path).
+    (tmp_path / "cwdmodels.py").write_text(
+        "from tenfold import Model\n\n"
+        "class Echo(Model[str, str]):\n"
+        '    name = "echo"\n'
+        "    def predict(self, batch):\n"
+        "        return batch\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    out = CliRunner().invoke(
+        app, ["worker", "cwdmodels:Echo", "--queue", f"sqlite:///{tmp_path}/q.db", "--help"]
+    )
+    assert out.exit_code == 0, out.output
+    from tenfold.model import load_model_class
+
+    assert load_model_class("cwdmodels:Echo").name == "echo"

@@ -81,6 +81,13 @@ def test_catalog_parsing_names_the_bad_line(tmp_path: Path):
         list(parse_items(["{nope"]))
     with pytest.raises(InvalidInput, match="duplicate item id 'a'"):
         unique_items([Item("a", "x"), Item("a", "y")])
+    path.write_text(
+        '{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n\n{"id": "a", "text": "z"}\n'
+    )
+    with pytest.raises(
+        InvalidInput, match=r"items.jsonl:4: duplicate item id 'a' \(first at line 1\)"
+    ):
+        read_items(path)
     with pytest.raises(InvalidInput, match="1 to 10000 characters"):
         Item("a", "")
 

@@ -8,9 +8,11 @@ here, once, and handed to :func:`tenfold.config.load_settings`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +21,7 @@ from rich.console import Console
 from tenfold.model import EXAMPLES
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="tenfold: serve AI models at scale (batching, caching, queues, cost planning).",
     no_args_is_help=True,
     add_completion=False,
@@ -29,6 +32,10 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 @app.callback()
 def _root() -> None:
     """tenfold: serve AI models at scale."""
+    # Like uvicorn and `python -m`: a MODULE:CLASS target resolves against the current
+    # directory too (every command: serve, worker, optimize, profile, index...).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def _curl_line(host: str, port: int, model: str, target: str, auth: bool = False) -> str:
@@ -64,7 +71,8 @@ def serve(
         int | None, typer.Option(help="Max items per batch [model's, else 32]")
     ] = None,
     batch_timeout_ms: Annotated[
-        float | None, typer.Option(help="Max wait of the oldest item before a flush [10]")
+        float | None,
+        typer.Option(help="Max wait of the oldest item before a flush [model's, else 10]"),
     ] = None,
     latency_budget_ms: Annotated[
         float | None, typer.Option(help="Adaptive batching: per-request latency budget")
@@ -133,8 +141,6 @@ def serve(
     from tenfold.server.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    # Like uvicorn: MODULE:CLASS resolves against the current directory too.
-    sys.path.insert(0, os.getcwd())
     try:
         settings = load_settings(
             targets=[*(targets or []), *(example or [])],
@@ -198,12 +204,18 @@ def serve(
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    remote = not application.state.server.runs_models
     for service in application.state.server.services.values():
         c = service.config
         mode = f"adaptive, budget {c.latency_budget_ms} ms" if c.adaptive else "fixed"
+        where = (
+            "no model in this process: `tenfold worker`s serve it through the queue"
+            if remote
+            else f"on {service.settings.workers} worker(s)"
+        )
         console.print(
             f"tenfold: loading {service.name} ({service.target}, version {service.version}) "
-            f"on {service.settings.workers} worker(s); batching {mode}, "
+            f"{where}; batching {mode}, "
             f"max_batch_size {c.max_batch_size}, batch_timeout_ms {c.batch_timeout_ms}"
         )
     if settings.api_keys:
@@ -222,14 +234,23 @@ def serve(
             f"{limit.burst}, counted in {where}"
         )
     console.print(f"tenfold: listening on http://{settings.host}:{settings.port} (docs at /docs)")
-    server = uvicorn.Server(
+    app_server = application.state.server
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            # From the signal handler onto the loop: queued items answer 503 at once.
+            if app_server.loop is not None:
+                app_server.loop.call_soon_threadsafe(app_server.begin_shutdown)
+
+    server = Server(
         uvicorn.Config(
             application,
             host=settings.host,
             port=settings.port,
             log_level=log_level.lower(),
             access_log=False,
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
         )
     )
     state["server"] = server

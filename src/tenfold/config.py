@@ -30,7 +30,8 @@ Environment variables: ``TENFOLD_HOST``, ``TENFOLD_PORT``,
 ``TENFOLD_WORKER_HANG_TIMEOUT_S``, ``TENFOLD_CACHE_URL``,
 ``TENFOLD_RESULT_CACHE_TTL_S``, ``TENFOLD_PRICE_PER_HOUR_USD``,
 ``TENFOLD_API_KEY_FILE``, ``TENFOLD_API_KEYS`` (comma-separated keys),
-``TENFOLD_RATE_LIMIT_RPS``, ``TENFOLD_RATE_LIMIT_BURST``, ``TENFOLD_RATE_LIMIT_URL``, and, for every
+``TENFOLD_RATE_LIMIT_RPS``, ``TENFOLD_RATE_LIMIT_BURST``, ``TENFOLD_RATE_LIMIT_URL``,
+``TENFOLD_SHUTDOWN_GRACE_S``, and, for every
 model, ``TENFOLD_WORKERS``, ``TENFOLD_MAX_BATCH_SIZE``,
 ``TENFOLD_BATCH_TIMEOUT_MS``, ``TENFOLD_LATENCY_BUDGET_MS``.
 """
@@ -126,6 +127,9 @@ class ServerSettings:
     #: Where the limiter counts: ``memory://`` (this process) or ``redis://...`` (shared by
     #: every replica: an in-process limit multiplies by the replica count).
     rate_limit_url: str = "memory://"
+    #: After SIGTERM: how long running requests may take before they are cut off
+    #: (answered 503). Queued items are answered 503 at once.
+    shutdown_grace_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -146,6 +150,8 @@ class ServerSettings:
             raise ValueError("--autoscale serves exactly one model (its workers run one)")
         if self.result_cache_ttl_s <= 0:
             raise ValueError("result_cache_ttl_s must be positive")
+        if not (math.isfinite(self.shutdown_grace_s) and self.shutdown_grace_s >= 0):
+            raise ValueError("shutdown_grace_s must be >= 0")
         if not (math.isfinite(self.rate_limit_rps) and self.rate_limit_rps >= 0):
             raise ValueError("rate_limit_rps must be >= 0 (0: no limit)")
         if self.rate_limit_burst < 0:
@@ -179,6 +185,7 @@ _SERVER_ENV = {
     "TENFOLD_RATE_LIMIT_RPS": ("rate_limit_rps", float),
     "TENFOLD_RATE_LIMIT_BURST": ("rate_limit_burst", int),
     "TENFOLD_RATE_LIMIT_URL": ("rate_limit_url", str),
+    "TENFOLD_SHUTDOWN_GRACE_S": ("shutdown_grace_s", float),
 }
 
 

@@ -20,11 +20,14 @@ from rich.table import Table
 from tenfold.autoscale.config import AutoscaleConfig, ConfigError, load_config
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Autoscaling on queue depth, queue alerts, Kubernetes export, traffic simulator.",
     no_args_is_help=True,
     add_completion=False,
 )
-deploy_app = typer.Typer(help="Export deployment manifests.", no_args_is_help=True)
+deploy_app = typer.Typer(
+    rich_markup_mode=None, help="Export deployment manifests.", no_args_is_help=True
+)
 app.add_typer(deploy_app, name="deploy")
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 

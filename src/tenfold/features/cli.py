@@ -31,7 +31,9 @@ from tenfold.features.example import DEFAULT_SOURCE_URL, DEFAULT_TABLE, seed_use
 from tenfold.features.store import FeatureStore, MaterializeReport
 from tenfold.features.view import FeatureView
 
-app = typer.Typer(help="Feature store: materialize feature views into the online cache.")
+app = typer.Typer(
+    rich_markup_mode=None, help="Feature store: materialize feature views into the online cache."
+)
 console = Console(stderr=True)
 
 BUNDLED = {"users": "tenfold.features.example:user_features"}

@@ -45,6 +45,11 @@ class Item:
 
 def parse_items(lines: Iterable[str], *, source: str = "<items>") -> Iterator[Item]:
     """Parse JSONL lines into items; blank lines are skipped, errors name the line."""
+    for _, item in _numbered_items(lines, source):
+        yield item
+
+
+def _numbered_items(lines: Iterable[str], source: str) -> Iterator[tuple[int, Item]]:
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -61,9 +66,10 @@ def parse_items(lines: Iterable[str], *, source: str = "<items>") -> Iterator[It
         if not isinstance(item_id, str) or not isinstance(text, str):
             raise InvalidInput(f"{source}:{lineno}: 'id' (string) and 'text' (string) required")
         try:
-            yield Item(item_id, text)
+            item = Item(item_id, text)
         except InvalidInput as exc:
             raise InvalidInput(f"{source}:{lineno}: {exc.message}") from exc
+        yield lineno, item
 
 
 def unique_items(items: Iterable[Item]) -> list[Item]:
@@ -82,7 +88,17 @@ def read_items(path: Path) -> list[Item]:
     """Read a JSONL catalog file."""
     try:
         with path.open(encoding="utf-8") as f:
-            return unique_items(parse_items(f, source=str(path)))
+            first_line: dict[str, int] = {}
+            out: list[Item] = []
+            for lineno, item in _numbered_items(f, str(path)):
+                if item.id in first_line:
+                    raise InvalidInput(
+                        f"{path}:{lineno}: duplicate item id {item.id!r} "
+                        f"(first at line {first_line[item.id]})"
+                    )
+                first_line[item.id] = lineno
+                out.append(item)
+            return out
     except OSError as exc:
         raise InvalidInput(f"cannot read catalog {path}: {exc.strerror}") from exc
 

@@ -35,7 +35,10 @@ from tenfold.index.embedder import Embedder, embedder_from_target
 from tenfold.index.loaded import LoadedIndex
 from tenfold.index.store import current_generation_dir, read_generation
 
-app = typer.Typer(help="Vector indexes: embed a catalog, refresh it incrementally, search it.")
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Vector indexes: embed a catalog, refresh it incrementally, search it.",
+)
 console = Console(stderr=True)
 
 DirOption = Annotated[

@@ -15,7 +15,10 @@ from typing import Any
 
 import typer
 
-app = typer.Typer(help="Build optimized variants (ONNX, int8, fp16, bf16) and measure them.")
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Build optimized variants (ONNX, int8, fp16, bf16) and measure them.",
+)
 
 
 def _load_metric(spec: str) -> Any:

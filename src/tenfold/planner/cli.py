@@ -44,6 +44,7 @@ from tenfold.planner.sizing import BudgetInfeasible, PlanInfeasible
 DEFAULT_PRICE_PER_HOUR_USD = 1.006
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Measure a model's batch curve and plan replicas, batch size and cost.",
     no_args_is_help=True,
     add_completion=False,

@@ -30,8 +30,12 @@ from tenfold.queue.url import from_url
 
 T = TypeVar("T")
 
-app = typer.Typer(help="Durable job queue: workers and jobs.", no_args_is_help=True)
-jobs_app = typer.Typer(help="Submit, inspect, cancel and requeue jobs.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Durable job queue: workers and jobs.", no_args_is_help=True
+)
+jobs_app = typer.Typer(
+    rich_markup_mode=None, help="Submit, inspect, cancel and requeue jobs.", no_args_is_help=True
+)
 app.add_typer(jobs_app, name="jobs")
 
 QUEUE_OPTION = typer.Option(..., "--queue", envvar="TENFOLD_QUEUE_URL", help="Queue URL")

@@ -70,6 +70,7 @@ from tenfold.server.limits import BodyLimitMiddleware
 from tenfold.server.metrics import ServingMetrics
 from tenfold.server.ratelimit import RateLimitMiddleware
 from tenfold.server.responses import JSONResponse, dumps
+from tenfold.server.shutdown import SHUTTING_DOWN, ShutdownMiddleware
 
 log = logging.getLogger("tenfold.server")
 
@@ -108,6 +109,7 @@ class Server:
         # with --no-local-workers, or --autoscale and --queue, every predict and job goes
         # through the queue to `tenfold worker` processes (the API stays light).
         local = settings.local_workers and not (settings.autoscale and settings.predict_via_queue)
+        self.runs_models = local
         for spec in settings.models:
             service = ModelService(
                 spec,
@@ -168,6 +170,25 @@ class Server:
         )
         self.started = time.time()
         self.fatal: str | None = None
+        #: Set by :meth:`begin_shutdown` (SIGTERM): no new predictions, /readyz 503.
+        self.draining = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # set when the app starts
+        self.stop: asyncio.Event | None = None  # stops the job pumps and the alert watch
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM: answer the items still queued 503 ``not_ready`` at once (never computed:
+        safe to retry on another replica; queued jobs are released), stop claiming jobs,
+        refuse new predictions and turn /readyz to 503; running batches go on for the
+        shutdown grace period. Runs on the event loop (``tenfold serve`` schedules it there
+        from its signal handler)."""
+        if self.draining:
+            return
+        self.draining = True
+        log.info("shutting down: queued items answered 503, running batches finish")
+        if self.stop is not None:
+            self.stop.set()
+        for service in self.services.values():
+            service.scheduler.fail_queued(NotReady(SHUTTING_DOWN))
 
     async def _embed(
         self,
@@ -378,6 +399,7 @@ def create_app(
         # Load in the background so /healthz and /readyz answer while weights load.
         loader = asyncio.create_task(load_all(), name="tenfold-load")
         stop = asyncio.Event()
+        server.loop, server.stop = asyncio.get_running_loop(), stop
         pumps: list[JobPump] = []
         pump_tasks: list[asyncio.Task[None]] = []
         scaler_task: asyncio.Task[None] | None = None
@@ -452,6 +474,7 @@ def create_app(
             backend=ApiKeyBackend(Keyring(settings.api_keys)),
             on_error=unauthorized,
         )
+    app.add_middleware(ShutdownMiddleware)  # outermost: a cut-off request still gets JSON
 
     _mount_indexes(app, settings)
     if server.queue is not None:
@@ -474,6 +497,8 @@ def create_app(
     ) -> Response:
         started = time.perf_counter()
         service = server.service(model)
+        if server.draining:
+            raise NotReady(SHUTTING_DOWN)
         single = "input" in body.model_fields_set
         if single == (body.inputs is not None):
             raise InvalidInput(
@@ -583,6 +608,8 @@ def create_app(
 
     @app.get("/readyz", summary="Readiness: 200 once every model is loaded")
     async def readyz() -> Response:
+        if server.draining:
+            return http_errors.error_response(NotReady(SHUTTING_DOWN))
         if server.ready:
             return JSONResponse({"status": "ready"})
         loading = [n for n, s in server.services.items() if not s.ready]

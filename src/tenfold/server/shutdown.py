@@ -1,0 +1,50 @@
+"""Answer, as JSON, the requests a server shutdown cuts off.
+
+On SIGTERM uvicorn stops accepting connections, waits ``shutdown_grace_s`` for running
+requests, then cancels what is left; uvicorn would answer those with a plain-text 500.
+This outermost middleware answers a request cancelled before its response started with
+``503 {"error": {"type": "not_ready", "message": "the server is shutting down"}}`` and
+``Retry-After`` (another replica may take it) and ends the request there: the
+cancellation asked for exactly that, and letting it through would only make uvicorn log a
+traceback per request. One whose response had started is left to uvicorn. (Items
+still *queued* at SIGTERM are answered the same way at once, by
+:meth:`tenfold.server.app.Server.begin_shutdown`; this catches the running ones.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tenfold.errors import NotReady
+from tenfold.server.errors import error_response
+
+SHUTTING_DOWN = "the server is shutting down"
+
+
+class ShutdownMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            # The connection may be gone already: then there is no one to answer.
+            with contextlib.suppress(Exception):
+                await error_response(NotReady(SHUTTING_DOWN))(scope, receive, send)
