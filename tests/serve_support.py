@@ -24,12 +24,27 @@ def served(args: list[str], log: Path, *, ready_timeout_s: float = 120) -> Itera
     """``python -m tenfold serve --port P ARGS`` with this checkout's src/ (and tests/, for
     the toy models) first on the path, output in ``log`` and the working directory
     ``log.parent`` (the embedded queue's data lands there)."""
+    with serving_process(args, log, ready_timeout_s=ready_timeout_s) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def serving_process(
+    args: list[str],
+    log: Path,
+    *,
+    ready_timeout_s: float = 120,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As :func:`served`, with extra environment variables, yielding the process too."""
     port = free_port()
     path = os.pathsep.join([SRC, TESTS, os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path}
+    full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     argv = [sys.executable, "-m", "tenfold", "serve", "--port", str(port), *args]
     with log.open("w") as fh:
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
+        proc = subprocess.Popen(
+            argv, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=log.parent
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_timeout_s
@@ -42,9 +57,10 @@ def served(args: list[str], log: Path, *, ready_timeout_s: float = 120) -> Itera
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        yield url
+        yield url, proc
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:

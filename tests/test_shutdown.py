@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from redis_support import free_port
-from serve_support import SRC, TESTS
+from serve_support import serving_process
 from tenfold.config import ModelSettings, ServerSettings
 from tenfold.server.app import create_app
 from tenfold.server.shutdown import ShutdownMiddleware
@@ -100,34 +96,16 @@ async def test_begin_shutdown_answers_queued_items_at_once_and_lets_running_ones
 
 @pytest.mark.slow
 def test_sigterm_cuts_off_with_json_503_not_plain_500(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([SRC, TESTS]),
-        "TENFOLD_SHUTDOWN_GRACE_S": "1",
-    }
-    argv = [sys.executable, "-m", "tenfold", "serve", "toymodels:Upper", "--port", str(port)]
-    argv += ["--workers", "1", "--max-batch-size", "1", "--no-cache", "--no-queue"]
+    args = ["toymodels:Upper", "--workers", "1", "--max-batch-size", "1", "--no-cache"]
     log = tmp_path / "serve.log"
-    with log.open("w") as fh:
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    grace = {"TENFOLD_SHUTDOWN_GRACE_S": "1"}
+    with serving_process([*args, "--no-queue"], log, env=grace) as (url, proc):
 
         def post(text: str) -> httpx.Response:
             return httpx.post(url + "/v1/models/upper/predict", json={"input": text}, timeout=30)
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            # One runs (and outlives the 1 s grace), two wait in the queue.
             futures = [pool.submit(post, "sleep:20") for _ in range(3)]
             time.sleep(1.0)
             proc.send_signal(signal.SIGTERM)
@@ -138,6 +116,3 @@ def test_sigterm_cuts_off_with_json_503_not_plain_500(tmp_path: Path) -> None:
         # uvicorn re-raises the SIGTERM it captured once it has shut down cleanly
         assert proc.wait(30) in (0, -signal.SIGTERM), log.read_text()
         assert "Traceback" not in log.read_text(), log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
