@@ -83,7 +83,8 @@ class RedisServer:
                 try:
                     if client.ping():
                         return
-                except redis.exceptions.ConnectionError:
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    # (A server that is up but slow to answer, on a busy machine: a timeout.)
                     if time.monotonic() > deadline or self.proc.poll() is not None:
                         raise
                 time.sleep(0.02)  # waiting for a real process to listen; no clock to fake

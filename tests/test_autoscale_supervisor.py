@@ -100,13 +100,13 @@ def test_scale_out_drain_and_crash_replacement(
 
 @pytest.mark.slow
 def test_stuck_worker_is_killed_only_after_the_grace_period(
-    make_supervisor: Callable[..., WorkerSupervisor],
+    tmp_path: Path, make_supervisor: Callable[..., WorkerSupervisor]
 ) -> None:
     sup = make_supervisor(mode="ignore", grace_s=30.0)
     clock = sup.clock
     assert isinstance(clock, FakeClock)
     sup.reconcile(1)
-    time.sleep(0.3)  # let it install its handler
+    wait_until(lambda: len(events(tmp_path / "log", "started")) == 1)  # handler installed
     sup.reconcile(0)
     assert sup.draining == 1
     clock.advance(29.0)

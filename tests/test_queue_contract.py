@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from queue_helpers import REDIS_URL, delete_prefix, unique_prefix
+from queue_helpers import REDIS_URL, delete_prefix, only_notifications_wake, unique_prefix
 from tenfold.clock import FakeClock
 from tenfold.errors import JobNotFound, QueueFull
 from tenfold.queue import JobError, JobStatus, QueueBackend, QueueConfig, RetryPolicy, from_url
@@ -296,8 +296,9 @@ async def test_enqueue_many_and_complete_many(q: QueueBackend, clock: FakeClock)
 
 
 async def test_wait_is_woken_by_completion_in_another_process(
-    make_queue: Factory,
+    make_queue: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    only_notifications_wake(monkeypatch)  # unwoken, the wait runs to its 10 s timeout
     api, worker = make_queue(), make_queue()
     job = await api.enqueue("m", 1)
     waiter = asyncio.create_task(api.wait(job.id, timeout_s=10))
@@ -308,7 +309,7 @@ async def test_wait_is_woken_by_completion_in_another_process(
     done = await waiter
     woke_s = time.monotonic() - t0
     assert done.status is JobStatus.SUCCEEDED and done.result == "done"
-    assert woke_s < 0.5, f"woken after {woke_s:.3f} s: the 1 s fallback, not a notification"
+    assert woke_s < 5.0, f"woken after {woke_s:.3f} s: the timeout, not a notification"
 
 
 async def test_wait_times_out_with_the_current_state(q: QueueBackend) -> None:
@@ -321,7 +322,10 @@ async def test_wait_times_out_with_the_current_state(q: QueueBackend) -> None:
         await q.wait(str(uuid.uuid4()), timeout_s=0.1)
 
 
-async def test_enqueue_and_wait_answers_with_the_finished_job(make_queue: Factory) -> None:
+async def test_enqueue_and_wait_answers_with_the_finished_job(
+    make_queue: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_notifications_wake(monkeypatch)  # unwoken, the wait runs to its 10 s timeout
     api, worker = make_queue(), make_queue()
 
     async def work() -> float:
@@ -334,7 +338,7 @@ async def test_enqueue_and_wait_answers_with_the_finished_job(make_queue: Factor
     woke_s = time.monotonic() - await working
     assert done.status is JobStatus.SUCCEEDED and done.result == 42 and done.attempts == 1
     assert done == await api.get(done.id)  # as stored, however the waiter learnt it
-    assert woke_s < 0.5, f"woken after {woke_s:.3f} s: the 1 s fallback, not a notification"
+    assert woke_s < 5.0, f"woken after {woke_s:.3f} s: the timeout, not a notification"
     # A resubmission with the same key answers with the same finished job at once.
     again = await api.enqueue_and_wait("m", 21, idempotency_key="k", wait_s=10)
     assert again == done
@@ -351,7 +355,10 @@ async def test_enqueue_and_wait_times_out_queued_and_refuses_when_full(q: QueueB
     assert await q.depth("m") == 1  # nothing was added
 
 
-async def test_claim_waits_for_work_and_wakes_on_enqueue(make_queue: Factory) -> None:
+async def test_claim_waits_for_work_and_wakes_on_enqueue(
+    make_queue: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_notifications_wake(monkeypatch)  # unwoken, the claim runs to its 5 s wait
     api, worker = make_queue(), make_queue()
     started = time.monotonic()
     claiming = asyncio.create_task(worker.claim("m", 4, wait_ms=5000, lease_ms=1000, worker_id="w"))
@@ -360,7 +367,7 @@ async def test_claim_waits_for_work_and_wakes_on_enqueue(make_queue: Factory) ->
     await api.enqueue("m", "wake up")
     claims = await claiming
     assert [c.job.input for c in claims] == ["wake up"]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # woken by the enqueue, not the 5 s wait's end
     t0 = time.monotonic()
     assert await worker.claim("m", 4, wait_ms=300, lease_ms=1000, worker_id="w") == []
     assert 0.25 <= time.monotonic() - t0 < 2.0

@@ -107,7 +107,9 @@ def _batching_worker(
 
 async def test_a_partial_batch_lingers_once_and_a_full_one_runs_at_once(url: str) -> None:
     q: QueueBackend = from_url(url)
-    worker, model, counted = _batching_worker(q, batch_timeout_ms=400)
+    # A 1 s window: the two arrivals below (0.1 s apart) land inside it on a busy machine,
+    # and a full batch's run stays well under it.
+    worker, model, counted = _batching_worker(q, batch_timeout_ms=1000)
     try:
         await q.enqueue("batches", 1)
         one = asyncio.create_task(worker.run_once())
@@ -120,7 +122,7 @@ async def test_a_partial_batch_lingers_once_and_a_full_one_runs_at_once(url: str
         await q.enqueue_many("batches", [4, 5, 6, 7, 8])
         t0 = time.monotonic()
         assert await worker.run_once() == 4  # full at the first claim: no lingering
-        assert time.monotonic() - t0 < 0.3 and counted.claims == 3
+        assert time.monotonic() - t0 < 0.5 and counted.claims == 3  # not the 1 s window
         assert await worker.run_once() == 1  # the rest, after one window
         assert model.seen == [[1, 2, 3], [4, 5, 6, 7], [8]]
         assert worker.stats.summary().startswith("3 batches, 8 jobs claimed (mean batch 2.7)")
@@ -151,15 +153,15 @@ async def test_stop_during_the_linger_runs_the_held_batch_and_claims_no_more(url
 async def test_heartbeats_keep_a_long_batch_leased(url: str) -> None:
     q: QueueBackend = from_url(url)
     try:
-        job = await q.enqueue("slow", 1.2)
+        job = await q.enqueue("slow", 2.5)
         worker = asyncio.create_task(
-            run_worker_async("queue_models:Slow", url, burst=True, idle_wait_ms=50, lease_ms=400)
+            run_worker_async("queue_models:Slow", url, burst=True, idle_wait_ms=50, lease_ms=1000)
         )
-        await asyncio.sleep(0.3)
+        await _wait_running(q, job.id)  # the worker has it (else the thief would take it)
         stolen = []
-        for _ in range(6):  # a thief keeps trying while the 1.2 s batch runs under 0.4 s leases
+        while not worker.done():  # a thief keeps trying while the 2.5 s batch runs on 1 s leases
             stolen += await q.claim("slow", 1, wait_ms=0, lease_ms=400, worker_id="thief")
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.1)
         stats = await worker
         assert stolen == []
         done = await q.get(job.id)

@@ -44,8 +44,8 @@ async def test_a_replacement_that_keeps_failing_to_load_reports_its_cause(
     )
     service = ModelService(settings, metrics=ServingMetrics(CollectorRegistry()))
     service.pool.restart_backoff_s = 0.05
-    await service.start()
     try:
+        await service.start()  # in the try: a failed start's workers must not outlive it
         flag.touch()  # from now on, a load fails
         (crashed,) = await service.predict(["crash"], None)
         assert isinstance(crashed, WorkerCrashed)
