@@ -30,8 +30,10 @@ async def until(check: Callable[[], bool], timeout_s: float = 30.0) -> None:
 
 @contextlib.asynccontextmanager
 async def started(pool: WorkerPool) -> AsyncIterator[WorkerPool]:
-    await pool.start()
     try:
+        # Inside the try: a start that fails (a load timeout) leaves spawned, non-daemon
+        # worker processes, which would hang the interpreter's exit unless closed.
+        await pool.start()
         yield pool
     finally:
         await pool.close()
@@ -69,7 +71,8 @@ async def test_an_output_that_cannot_be_pickled_fails_alone() -> None:
 
 
 async def test_a_hung_worker_is_killed_and_replaced() -> None:
-    async with started(WorkerPool("toymodels:Fragile", hang_timeout_s=0.5)) as pool:
+    # 2 s: the watchdog also times the replacement's "ok" batch below (a busy machine).
+    async with started(WorkerPool("toymodels:Fragile", hang_timeout_s=2.0)) as pool:
         t0 = time.monotonic()
         with pytest.raises(WorkerCrashed, match="hung"):
             await pool.run([["sleep:3600"]])
@@ -123,6 +126,29 @@ async def test_the_event_loop_never_waits_for_a_dead_process() -> None:
     assert isinstance(worker.ready.exception(), LoadFailed)
 
 
+@pytest.mark.parametrize("failure", ["load raises", "load times out"])
+async def test_a_start_that_fails_leaves_no_worker_process(tmp_path: Path, failure: str) -> None:
+    """Non-daemon worker processes left running would hang the interpreter's exit."""
+    flag = tmp_path / "flag"
+    flag.touch()
+    if failure == "load raises":
+        pool = WorkerPool("toymodels:Fragile", workers=2, options={"fail_load_if": str(flag)})
+        expected: type[BaseException] = LoadFailed
+    else:  # load() waits for a file that never comes
+        pool = WorkerPool(
+            "toymodels:Upper",
+            workers=2,
+            options={"wait_for_file": str(tmp_path / "never")},
+            start_timeout_s=2.0,
+        )
+        expected = TimeoutError
+    with pytest.raises(expected):
+        await pool.start()
+    processes = [w.process for w in pool._workers]
+    assert len(processes) == 2
+    await until(lambda: not any(p.is_alive() for p in processes), timeout_s=10.0)
+
+
 async def test_a_replacement_that_never_loads_is_killed_and_reported(tmp_path: Path) -> None:
     """A replacement's load() that hangs gets the start timeout too: it is killed, counts
     as a failed load, and the pool stops saying ready (it was ready with no loaded worker)."""
@@ -132,11 +158,12 @@ async def test_a_replacement_that_never_loads_is_killed_and_reported(tmp_path: P
         "toymodels:Upper",
         workers=1,
         options={"wait_for_file": str(gate)},
-        start_timeout_s=1.0,
+        start_timeout_s=60.0,  # the first start: a spawn on a busy machine can take seconds
         max_load_failures=1,
         restart_backoff_s=30.0,
     )
     async with started(pool):
+        pool._start_timeout_s = 1.0  # what the replacement gets (read when it is spawned)
         gate.unlink()  # from now on, load() waits forever
         with pytest.raises(WorkerCrashed):
             await pool.run([["crash"]])

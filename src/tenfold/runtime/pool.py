@@ -158,15 +158,21 @@ class WorkerPool:
         return worker
 
     async def start(self, on_ready: Callable[[int, dict[str, Any]], None] | None = None) -> None:
-        """Start every worker and wait until all have loaded the model."""
+        """Start every worker and wait until all have loaded the model. If one fails to
+        load (or time out), every worker is stopped before the error propagates: spawned
+        worker processes are not daemons, and left running they would hang the exit."""
         self._loop = asyncio.get_running_loop()
         self._workers = [self._spawn(i) for i in range(self.size)]
-        for n, worker in enumerate(self._workers, 1):
-            info = await asyncio.wait_for(asyncio.shield(worker.ready), self._start_timeout_s)
-            if n == len(self._workers):
-                self._started = True  # ready from now on, also while a replacement loads
-            if on_ready:
-                on_ready(worker.index, info)
+        try:
+            for n, worker in enumerate(self._workers, 1):
+                info = await asyncio.wait_for(asyncio.shield(worker.ready), self._start_timeout_s)
+                if n == len(self._workers):
+                    self._started = True  # ready from now on, also while a replacement loads
+                if on_ready:
+                    on_ready(worker.index, info)
+        except BaseException:
+            await asyncio.shield(self.close(timeout_s=1.0))
+            raise
         self._on_change()
 
     async def close(self, timeout_s: float = 5.0) -> None:
