@@ -96,7 +96,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     limit = args.concurrency if args.rate <= 0 else 0
     conn = aiohttp.TCPConnector(limit=limit)
     timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+    headers = dict(h.split(":", 1) for h in args.header)
+    headers = {k.strip(): v.strip() for k, v in headers.items()}
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout, headers=headers) as session:
         if args.rate > 0:
             await open_loop(session)
         else:
@@ -147,6 +149,7 @@ def main() -> None:
     )
     p.add_argument("--hot", type=int, default=200, help="size of the popular set for --repeat")
     p.add_argument("--rate", type=float, default=0.0, help="open loop: Poisson arrivals/s")
+    p.add_argument("--header", action="append", default=[], help="NAME: VALUE on every request")
     print(json.dumps(asyncio.run(run(p.parse_args()))))
 
 

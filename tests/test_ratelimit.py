@@ -136,6 +136,27 @@ async def test_callers_are_counted_apart(make_limiter: Any) -> None:
 
 
 @pytest.mark.redis
+async def test_concurrent_requests_share_round_trips_and_keep_arrival_order() -> None:
+    prefix = f"tenfold-test:ratelimit:{uuid.uuid4().hex}:"
+    limiter = RedisLimiter(REDIS_URL, prefix=prefix, clock=FakeClock(start=1_700_000_000.0))
+    limit = RateLimit.of(1, 5)
+    try:
+        decisions = await asyncio.gather(*(limiter.acquire("alice", limit) for _ in range(20)))
+        assert [d.allowed for d in decisions] == [True] * 5 + [False] * 15
+        assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+        assert limiter.round_trips < 20  # batched: the first alone, the rest together
+        # a waiter cancelled mid-flight does not disturb the others
+        waiting = [asyncio.create_task(limiter.acquire(f"c{i}", limit)) for i in range(5)]
+        waiting[2].cancel()
+        done = await asyncio.gather(*waiting, return_exceptions=True)
+        assert isinstance(done[2], asyncio.CancelledError)
+        assert all(d.allowed for i, d in enumerate(done) if i != 2)  # type: ignore[union-attr]
+    finally:
+        await limiter.close()
+        delete_prefix(prefix)
+
+
+@pytest.mark.redis
 async def test_replicas_sharing_redis_share_one_count() -> None:
     prefix = f"tenfold-test:ratelimit:{uuid.uuid4().hex}:"
     clock = FakeClock(start=1_700_000_000.0)
