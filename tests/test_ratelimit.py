@@ -187,6 +187,80 @@ async def test_redis_down_is_limiter_unavailable_within_the_timeout() -> None:
         await limiter.close()
 
 
+@pytest.mark.parametrize(("rate", "burst"), [(3, 3), (100, 100), (1000, 1000)])
+async def test_a_burst_at_one_instant_admits_exactly_burst(
+    make_limiter: Any, rate: float, burst: int
+) -> None:
+    # The sum of the intervals lands a hair over burst / rate: the last one was refused.
+    limiter = make_limiter(FakeClock(start=1000.0))
+    limit = RateLimit.of(rate, burst)
+    decisions = [await limiter.acquire("alice", limit) for _ in range(burst + 2)]
+    assert [d.allowed for d in decisions] == [True] * burst + [False] * 2
+
+
+@pytest.mark.redis
+async def test_redis_counts_exactly_at_epoch_scale_and_high_rates() -> None:
+    """At 1.7e9 s a double's step is 2.4e-7 s: an absolute tat plus each 0.1 ms interval
+    rounded to 419 steps (10,010 requests a second at 10,000/s; no limit past ~4M/s)."""
+    prefix = f"tenfold-test:ratelimit:{uuid.uuid4().hex}:"
+    clock = FakeClock(start=1_700_000_000.0)
+    limiter = RedisLimiter(REDIS_URL, prefix=prefix, clock=clock)
+    try:
+        for rate, burst in [(10_000, 10_000), (5e6, 1000)]:
+            limit = RateLimit.of(rate, burst)
+            key = f"r{rate:g}"
+            decisions = await asyncio.gather(
+                *(limiter.acquire(key, limit) for _ in range(burst + 20))
+            )
+            assert sum(d.allowed for d in decisions) == burst, rate
+            assert [d.remaining for d in decisions[:3]] == [burst - 1, burst - 2, burst - 3]
+        clock.advance(0.5)  # then the rate: 5,000 more in half a second, not 5,005
+        limit = RateLimit.of(10_000, 10_000)
+        later = await asyncio.gather(*(limiter.acquire("r10000", limit) for _ in range(5020)))
+        assert sum(d.allowed for d in later) == 5000
+    finally:
+        await limiter.close()
+        delete_prefix(prefix)
+
+
+def _blocked_limiter(answer: Any = None) -> tuple[RedisLimiter, asyncio.Event]:
+    """A limiter whose script call waits for the event, then answers ``answer``."""
+    limiter = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0")
+    gate = asyncio.Event()
+
+    async def script(keys: list[str], args: list[Any]) -> Any:
+        await gate.wait()
+        return answer
+
+    limiter._script = script
+    return limiter, gate
+
+
+async def test_a_reply_it_cannot_read_fails_every_waiter_open_not_hangs() -> None:
+    limiter, gate = _blocked_limiter(answer=[1, b"0.5"])  # one value short of a decision
+    waiting = [asyncio.create_task(limiter.acquire(c, RateLimit.of(1))) for c in "ab"]
+    await asyncio.sleep(0.01)
+    gate.set()
+    done = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
+    assert all(isinstance(d, LimiterUnavailable) for d in done), done
+    await limiter.close()
+
+
+@pytest.mark.parametrize("when", ["before the flusher ran", "during a flush"])
+async def test_close_answers_every_waiter(when: str) -> None:
+    limiter, _ = _blocked_limiter()
+    waiting = [asyncio.create_task(limiter.acquire("a", RateLimit.of(1)))]
+    await asyncio.sleep(0)  # acquire ran: the flusher is made, not started
+    if when == "during a flush":
+        await asyncio.sleep(0.01)  # the flusher waits on its script call
+        waiting.append(asyncio.create_task(limiter.acquire("b", RateLimit.of(1))))
+        await asyncio.sleep(0)
+    await limiter.close()
+    done = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
+    # Not a CancelledError: the waiters' own tasks were not cancelled.
+    assert all(isinstance(d, LimiterUnavailable) for d in done), done
+
+
 # -- settings ------------------------------------------------------------------------------
 
 

@@ -65,6 +65,27 @@ async def test_a_response_already_started_is_left_alone() -> None:
     assert [m["type"] for m in sent] == ["http.response.start"]
 
 
+async def test_a_cancelled_error_without_a_cancelled_task_is_no_shutdown() -> None:
+    """Awaiting a future someone else cancelled raises CancelledError in a task nobody
+    cancelled: a bug to surface (uvicorn's 500 and traceback), not a 503 'shutting down'
+    that tells the client to retry elsewhere and logs nothing."""
+
+    async def awaits_a_cancelled_future(scope: Any, receive: Any, send: Any) -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    with pytest.raises(asyncio.CancelledError):
+        await ShutdownMiddleware(awaits_a_cancelled_future)(scope, None, send)  # type: ignore[arg-type]
+    assert sent == []
+
+
 async def test_begin_shutdown_answers_queued_items_at_once_and_lets_running_ones_finish(
     tmp_path: Path,
 ) -> None:
@@ -92,6 +113,33 @@ async def test_begin_shutdown_answers_queued_items_at_once_and_lets_running_ones
         assert (await c.get("/readyz")).status_code == 503
         late = await c.post(url, json={"input": "late"})
         assert late.status_code == 503 and "shutting down" in late.json()["error"]["message"]
+
+
+async def test_with_predict_via_queue_running_predictions_are_still_served(
+    tmp_path: Path,
+) -> None:
+    """Those predictions wait on durable-queue jobs served by this server's job pump:
+    stopping it at SIGTERM left a released job queued until the request's deadline."""
+    settings = ServerSettings(
+        models=(ModelSettings("toymodels:Upper", workers=1, max_batch_size=1),),
+        queue_url=f"sqlite:///{tmp_path}/queue.db",
+        predict_via_queue=True,
+        cache_url=None,
+    )
+    app = create_app(settings)
+    async with running(app) as c:
+        url = "/v1/models/upper/predict"
+        first = asyncio.create_task(c.post(url, json={"input": "sleep:1"}))
+        await asyncio.sleep(0.3)
+        # One job waits in the batcher, one in the durable queue (the pump's slots).
+        bodies = [{"input": f"q{i}", "timeout_ms": 8000} for i in range(2)]
+        queued = [asyncio.create_task(c.post(url, json=body)) for body in bodies]
+        await asyncio.sleep(0.3)
+        app.state.server.begin_shutdown()
+        answers = await asyncio.gather(*queued)
+        assert [r.json().get("output") for r in answers] == ["Q0", "Q1"], [r.text for r in answers]
+        assert (await first).json()["output"] == "SLEEP:1"
+        assert (await c.get("/readyz")).status_code == 503
 
 
 @pytest.mark.slow

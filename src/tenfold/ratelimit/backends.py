@@ -4,11 +4,13 @@ Chosen by URL (:func:`from_url`): ``memory://`` (the default: one server process
 in-process limiter is exact) or ``redis://host:port/db`` (every API replica shares one
 count per caller; an in-process limiter would multiply the limit by the replica count).
 The Redis backend runs :func:`tenfold.ratelimit.policy.decide`'s arithmetic in one Lua
-script, atomic per caller, one round trip per request; ``now`` comes from the injected
-clock (wall time by default, so replicas agree up to their clock skew, which shifts a
-caller's budget by at most that many seconds of rate). A Redis error or timeout raises
-:class:`LimiterUnavailable`; the middleware then admits the request (fail open: a limiter
-outage must not take the API down) and counts it.
+script, atomic per caller, one round trip per batch of concurrent requests; ``now`` comes
+from the injected clock (wall time by default, so replicas agree up to their clock skew,
+which shifts a caller's budget by at most that many seconds of rate). A Redis error or
+timeout raises :class:`LimiterUnavailable` (each call is bounded by ``timeout_s``; a
+request may wait for the call in flight when it arrived, then its own); the middleware
+then admits the request (fail open: a limiter outage must not take the API down) and
+counts it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from tenfold.queue.wallclock import NowClock, WallClock
-from tenfold.ratelimit.policy import Decision, RateLimit, decide, remaining
+from tenfold.ratelimit.policy import SLACK, Decision, RateLimit, decide, remaining
 
 DEFAULT_PREFIX = "tenfold:ratelimit:"
 DEFAULT_TIMEOUT_S = 0.1
@@ -55,27 +56,35 @@ class MemoryLimiter:
         self._tat.clear()
 
 
-# KEYS: one caller key per request (a key may repeat); ARGV[1] now, then per request its
-# interval_s, burst and cost. Returns, per request, {allowed, tat, retry_after_s} flattened,
-# as strings (Redis truncates Lua numbers to integers). policy.decide's arithmetic, request
-# after request in order; a key expires once its bucket is full again.
+# KEYS: one caller key per request (a key may repeat); ARGV[1] now, ARGV[2] the slack, then
+# per request its interval_s, burst and cost. Returns, per request, {allowed, backlog_s,
+# retry_after_s} flattened, numbers as '%.17g' strings (Redis truncates Lua numbers to
+# integers; tostring keeps 14 digits). policy.decide's arithmetic, request after request in
+# order, on a caller's tat kept as two numbers "at backlog" (tat = at + backlog): at epoch
+# scale a double's step is 2.4e-7 s, and adding each interval to an absolute tat rounded
+# it (0.1% too many requests at 10,000/s, no limit at all past ~4M/s). A key expires once
+# its bucket is full again; one it cannot read counts as empty.
 _GCRA = """
-local now = tonumber(ARGV[1])
+local now, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[3 * i - 1])
-  local burst = tonumber(ARGV[3 * i])
-  local cost = tonumber(ARGV[3 * i + 1])
-  local base = tonumber(redis.call('GET', key))
-  if base == nil or base < now then base = now end
-  local new_tat = base + cost * interval
-  local allow_at = new_tat - burst * interval
-  if now < allow_at then
-    out[3 * i - 2], out[3 * i - 1], out[3 * i] = 0, tostring(base), tostring(allow_at - now)
+  local interval = tonumber(ARGV[3 * i])
+  local burst = tonumber(ARGV[3 * i + 1])
+  local cost = tonumber(ARGV[3 * i + 2])
+  local backlog = 0
+  local at, held = string.match(redis.call('GET', key) or '', '^(%S+) (%S+)$')
+  if tonumber(at) and tonumber(held) then
+    backlog = math.max(0, tonumber(held) - (now - tonumber(at)))
+  end
+  local new_backlog = backlog + cost * interval
+  local over = new_backlog - burst * interval
+  if over > slack * interval then
+    out[3 * i - 2], out[3 * i - 1], out[3 * i] =
+      0, string.format('%.17g', backlog), string.format('%.17g', over)
   else
-    redis.call('SET', key, string.format('%.17g', new_tat),
-               'PX', math.ceil((new_tat - now) * 1000) + 1000)
-    out[3 * i - 2], out[3 * i - 1], out[3 * i] = 1, tostring(new_tat), '0'
+    redis.call('SET', key, string.format('%.17g %.17g', now, new_backlog),
+               'PX', math.ceil(new_backlog * 1000) + 1000)
+    out[3 * i - 2], out[3 * i - 1], out[3 * i] = 1, string.format('%.17g', new_backlog), '0'
   end
 end
 return out
@@ -101,7 +110,8 @@ class RedisLimiter:
         self.prefix = prefix
         self.clock = clock or WallClock()
         # Lazy: building the limiter does no I/O. Short timeouts, no retries: an outage
-        # costs one bounded wait per request, then the request is admitted.
+        # costs a request at most two bounded waits (the call in flight when it arrived,
+        # then its own: 0.2 s by default), then the request is admitted.
         self._client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
@@ -126,42 +136,52 @@ class RedisLimiter:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            now = self.clock.now()
-            args: list[Any] = [repr(now)]
-            for _, limit, cost, _ in batch:
-                args += [repr(limit.interval_s), limit.burst, cost]
             try:
-                self.round_trips += 1
-                out = await self._script(keys=[key for key, *_ in batch], args=args)
-            except BaseException as exc:
-                # Every waiter hears of it (none may hang): a store failure as
-                # LimiterUnavailable, anything else (a cancelled flush at close) as itself.
-                error: BaseException = (
-                    LimiterUnavailable(f"rate limiter store: {exc}")
-                    if isinstance(exc, RedisError | OSError | TimeoutError)
-                    else exc
-                )
-                for *_, future in batch + (self._pending if error is exc else []):
-                    if not future.done():
-                        future.set_exception(error)
-                if error is exc:
-                    raise
+                decisions = await self._decide(batch)
+            except asyncio.CancelledError:
+                _fail(batch, LimiterUnavailable("the rate limiter is closed"))
+                raise
+            except Exception as exc:
+                # A store failure or a reply not understood: every waiter hears of it (none
+                # may hang), as LimiterUnavailable (the middleware admits them).
+                _fail(batch, LimiterUnavailable(f"rate limiter store: {exc}"))
                 continue
-            for i, (_, limit, _, future) in enumerate(batch):
-                allowed, tat, retry = out[3 * i : 3 * i + 3]
+            for (*_, future), decision in zip(batch, decisions, strict=True):
                 if not future.done():  # its request may have been cancelled meanwhile
-                    tat = float(tat)
-                    decision = Decision(
-                        bool(int(allowed)), tat, float(retry), remaining(tat, now, limit)
-                    )
                     future.set_result(decision)
+
+    async def _decide(self, batch: list[_Pending]) -> list[Decision]:
+        now = self.clock.now()
+        args: list[Any] = [repr(now), repr(SLACK)]
+        for _, limit, cost, _ in batch:
+            args += [repr(limit.interval_s), limit.burst, cost]
+        self.round_trips += 1
+        out = await self._script(keys=[key for key, *_ in batch], args=args)
+        if len(out) != 3 * len(batch):
+            raise ValueError(f"the script answered {len(out)} values for {len(batch)} requests")
+        decisions = []
+        for i, (_, limit, _, _) in enumerate(batch):
+            allowed, backlog, retry = int(out[3 * i]), float(out[3 * i + 1]), float(out[3 * i + 2])
+            # Remaining from the backlog itself: now + backlog is rounded at epoch scale.
+            left = remaining(backlog, 0.0, limit)
+            decisions.append(Decision(bool(allowed), now + backlog, retry, left))
+        return decisions
 
     async def close(self) -> None:
         if self._flusher is not None and not self._flusher.done():
             self._flusher.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+        # Also the waiters no flush took: closed before the flusher first ran, say.
+        _fail(self._pending, LimiterUnavailable("the rate limiter is closed"))
+        self._pending = []
         await self._client.aclose()
+
+
+def _fail(batch: list[_Pending], error: Exception) -> None:
+    for *_, future in batch:
+        if not future.done():
+            future.set_exception(error)
 
 
 def from_url(url: str, *, clock: NowClock | None = None) -> Limiter:

@@ -179,11 +179,18 @@ class Server:
         """SIGTERM: answer the items still queued 503 ``not_ready`` at once (never computed:
         safe to retry on another replica; queued jobs are released), stop claiming jobs,
         refuse new predictions and turn /readyz to 503; running batches go on for the
-        shutdown grace period. Runs on the event loop (``tenfold serve`` schedules it there
-        from its signal handler)."""
+        shutdown grace period (with ``predict_via_queue`` jobs keep being served then:
+        running predictions wait on them). Runs on the event loop (``tenfold serve``
+        schedules it there from its signal handler)."""
         if self.draining:
             return
         self.draining = True
+        if self.settings.predict_via_queue and self.queue is not None:
+            # Running predictions wait on their jobs here: the job pumps (or the scaled
+            # workers) keep serving them through the grace period. Stopped now, a job
+            # released back to the queue waited out its request's deadline.
+            log.info("shutting down: running predictions finish")
+            return
         log.info("shutting down: queued items answered 503, running batches finish")
         if self.stop is not None:
             self.stop.set()

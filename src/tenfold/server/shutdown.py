@@ -4,7 +4,8 @@ On SIGTERM uvicorn stops accepting connections, waits ``shutdown_grace_s`` for r
 requests, then cancels what is left; uvicorn would answer those with a plain-text 500.
 This outermost middleware answers a request cancelled before its response started with
 ``503 {"error": {"type": "not_ready", "message": "the server is shutting down"}}`` and
-``Retry-After`` (another replica may take it) and ends the request there: the
+``Retry-After`` (another replica may take it) and ends the request there (only when its
+task was cancelled: a CancelledError raised without that is no shutdown): the
 cancellation asked for exactly that, and letting it through would only make uvicorn log a
 traceback per request. One whose response had started is left to uvicorn. (Items
 still *queued* at SIGTERM are answered the same way at once, by
@@ -43,7 +44,10 @@ class ShutdownMiddleware:
         try:
             await self.app(scope, receive, tracked)
         except asyncio.CancelledError:
-            if started:
+            task = asyncio.current_task()
+            if started or task is None or not task.cancelling():
+                # Not this request's task cancelled (a cancelled future awaited, say): a
+                # bug to surface, not a shutdown to report as one.
                 raise
             # The connection may be gone already: then there is no one to answer.
             with contextlib.suppress(Exception):
