@@ -19,10 +19,6 @@ import asyncio
 import contextlib
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from tenfold.queue.wallclock import NowClock, WallClock
 from tenfold.ratelimit.policy import SLACK, Decision, RateLimit, decide, remaining
 
@@ -109,6 +105,14 @@ class RedisLimiter:
     ) -> None:
         self.prefix = prefix
         self.clock = clock or WallClock()
+        try:  # redis-py is the `redis` extra: the embedded defaults do without it
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+        except ImportError as exc:
+            raise ValueError(
+                f"rate limits counted in Redis need redis-py: pip install 'tenfold[redis]' ({exc})"
+            ) from exc
         # Lazy: building the limiter does no I/O. Short timeouts, no retries: an outage
         # costs a request at most two bounded waits (the call in flight when it arrived,
         # then its own: 0.2 s by default), then the request is admitted.
