@@ -186,3 +186,16 @@ def test_every_command_finds_models_in_the_current_directory(
     from tenfold.model import load_model_class
 
     assert load_model_class("cwdmodels:Echo").name == "echo"
+
+
+def test_the_ready_line_pastes_for_examples_and_their_variants() -> None:
+    from tenfold.cli import _curl_line
+    from tenfold.examples.classify import Classify
+    from tenfold.optimize.serving import OnnxEmbed
+
+    line = _curl_line("0.0.0.0", 8000, "embed", OnnxEmbed)  # tenfold serve --variant DIR
+    assert "http://127.0.0.1:8000/v1/models/embed/predict" in line
+    assert '\'{"input": "The quick brown fox"}\'' in line
+    assert '"sepal_length": 5.1' in _curl_line("127.0.0.1", 8001, "classify", Classify)
+    assert "authorization: Bearer $TENFOLD_KEY" in _curl_line("h", 1, "m", Classify, auth=True)
+    assert '{"input": ...}' in _curl_line("h", 1, "m", ModelSettings)

@@ -38,12 +38,20 @@ def _root() -> None:
         sys.path.insert(0, os.getcwd())
 
 
-def _curl_line(host: str, port: int, model: str, target: str, auth: bool = False) -> str:
-    example = {
-        "tenfold.examples.embed:Embed": '{"input": "The quick brown fox"}',
-        "tenfold.examples.classify:Classify": '{"input": {"sepal_length": 5.1, '
-        '"sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}}',
-    }.get(target, '{"input": ...}')
+def _curl_line(host: str, port: int, model: str, cls: type, auth: bool = False) -> str:
+    from tenfold.examples.classify import Classify
+    from tenfold.examples.embed import Embed
+
+    # Subclasses included: an optimized variant of embed (OnnxEmbed) takes the same input.
+    if issubclass(cls, Embed):
+        example = '{"input": "The quick brown fox"}'
+    elif issubclass(cls, Classify):
+        example = (
+            '{"input": {"sepal_length": 5.1, "sepal_width": 3.5, '
+            '"petal_length": 1.4, "petal_width": 0.2}}'
+        )
+    else:
+        example = '{"input": ...}'
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     key = ' -H "authorization: Bearer $TENFOLD_KEY"' if auth else ""
     return (
@@ -188,7 +196,7 @@ def serve(
                     settings.host,
                     settings.port,
                     service.name,
-                    service.target,
+                    type(service.model),
                     auth=bool(settings.api_keys),
                 )
             )
