@@ -232,14 +232,11 @@ def serve(
             f"tenfold: auth on: {len(settings.api_keys)} API key(s), tenants {', '.join(tenants)}; "
             "/healthz and /readyz open"
         )
-    if settings.rate_limit_rps:
-        from tenfold.ratelimit import RateLimit
-
-        limit = RateLimit.of(settings.rate_limit_rps, settings.rate_limit_burst)
-        where = "this process" if settings.rate_limit_url.startswith("memory") else "Redis"
+    if (limit := settings.rate_limit) is not None:
+        counted = "this process" if settings.rate_limit_url.startswith("memory") else "Redis"
         console.print(
             f"tenfold: rate limit {limit.rate_per_s:g} requests/s per tenant, burst "
-            f"{limit.burst}, counted in {where}"
+            f"{limit.burst}, counted in {counted}"
         )
     console.print(f"tenfold: listening on http://{settings.host}:{settings.port} (docs at /docs)")
     app_server = application.state.server

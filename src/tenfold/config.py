@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tenfold.model import resolve_target
+from tenfold.ratelimit.policy import RateLimit
 from tenfold.server.auth import ApiKey, load_keys
 
 
@@ -161,6 +162,13 @@ class ServerSettings:
                 "rate limits are per tenant, and tenants are API keys: give --api-key-file "
                 "or TENFOLD_API_KEYS with --rate-limit-rps"
             )
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """Each tenant's limit (the burst defaulted); None: no limit."""
+        if not self.rate_limit_rps:
+            return None
+        return RateLimit.of(self.rate_limit_rps, self.rate_limit_burst)
 
 
 _MODEL_ENV = {

@@ -20,7 +20,7 @@ one place)::
     │   ├── QueueFull           429  backpressure: too much queued (Retry-After)
     │   └── RateLimited         429  the caller's tenant is over its rate limit (Retry-After)
     ├── DeadlineExceeded        504  the deadline passed before the result
-    ├── NotReady                503  models still loading
+    ├── NotReady                503  models still loading, or the server shutting down
     ├── QueueUnavailable        503  the queue store (SQLite file, Redis) cannot be reached
     ├── ModelError              500  the model raised on this item (carries its message)
     │   └── WorkerCrashed       500  the worker process died while running the item
@@ -104,6 +104,12 @@ class DeadlineExceeded(TenfoldError):
 
 class NotReady(TenfoldError):
     type = "not_ready"
+
+
+def shutting_down() -> NotReady:
+    """What an item queued at shutdown, or cut off by its grace period, is answered: never
+    computed, safe to retry on another replica (503 ``not_ready``, Retry-After)."""
+    return NotReady("the server is shutting down")
 
 
 class ModelError(TenfoldError):

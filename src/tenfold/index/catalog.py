@@ -74,12 +74,22 @@ def _numbered_items(lines: Iterable[str], source: str) -> Iterator[tuple[int, It
 
 def unique_items(items: Iterable[Item]) -> list[Item]:
     """Reject duplicate ids: two texts under one id would make search answers ambiguous."""
-    seen: set[str] = set()
+    return _unique((None, item) for item in items)
+
+
+def _unique(numbered: Iterable[tuple[int | None, Item]], source: str = "") -> list[Item]:
+    """As :func:`unique_items`, naming both lines when the items carry line numbers."""
+    first_line: dict[str, int | None] = {}
     out: list[Item] = []
-    for item in items:
-        if item.id in seen:
-            raise InvalidInput(f"duplicate item id {item.id!r} in the catalog")
-        seen.add(item.id)
+    for lineno, item in numbered:
+        if item.id in first_line:
+            if lineno is None:
+                raise InvalidInput(f"duplicate item id {item.id!r} in the catalog")
+            raise InvalidInput(
+                f"{source}:{lineno}: duplicate item id {item.id!r} "
+                f"(first at line {first_line[item.id]})"
+            )
+        first_line[item.id] = lineno
         out.append(item)
     return out
 
@@ -88,17 +98,7 @@ def read_items(path: Path) -> list[Item]:
     """Read a JSONL catalog file."""
     try:
         with path.open(encoding="utf-8") as f:
-            first_line: dict[str, int] = {}
-            out: list[Item] = []
-            for lineno, item in _numbered_items(f, str(path)):
-                if item.id in first_line:
-                    raise InvalidInput(
-                        f"{path}:{lineno}: duplicate item id {item.id!r} "
-                        f"(first at line {first_line[item.id]})"
-                    )
-                first_line[item.id] = lineno
-                out.append(item)
-            return out
+            return _unique(_numbered_items(f, str(path)), str(path))
     except OSError as exc:
         raise InvalidInput(f"cannot read catalog {path}: {exc.strerror}") from exc
 

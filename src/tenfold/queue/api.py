@@ -128,7 +128,7 @@ def queue_router(
                 raise InvalidInput(f"invalid input for {model!r}", details=details) from exc
         # An empty key is no key: "" would fold every later keyless-looking job into one.
         key = (request.headers.get("idempotency-key") or "").strip() or None
-        tenant = tenant_of(request)
+        tenant = tenant_of(request.scope)
         if key is not None and tenant is not None:
             key = f"{tenant}/{key}"  # one tenant's key never returns another's job
         headers: dict[str, str] = {}

@@ -129,8 +129,7 @@ class RedisLimiter:
         self.round_trips = 0
 
     async def acquire(self, caller: str, limit: RateLimit, cost: int = 1) -> Decision:
-        if not 1 <= cost <= limit.burst:
-            raise ValueError(f"cost must be in 1..burst ({limit.burst}), got {cost}")
+        limit.check_cost(cost)  # here, not in the batch: a bad request fails alone
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._pending.append((self.prefix + caller, limit, cost, future))
         if self._flusher is None or self._flusher.done():

@@ -44,6 +44,12 @@ class RateLimit:
     def interval_s(self) -> float:
         return 1.0 / self.rate_per_s
 
+    def check_cost(self, cost: int) -> None:
+        if not 1 <= cost <= self.burst:
+            raise ValueError(
+                f"cost must be in 1..burst ({self.burst}), got {cost}: it would never fit"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -59,10 +65,7 @@ class Decision:
 def decide(tat: float | None, now: float, limit: RateLimit, cost: int = 1) -> Decision:
     """Admit or refuse one request of ``cost`` for a caller whose state is ``tat``
     (None: never seen)."""
-    if not 1 <= cost <= limit.burst:
-        raise ValueError(
-            f"cost must be in 1..burst ({limit.burst}), got {cost}: it would never fit"
-        )
+    limit.check_cost(cost)
     interval = limit.interval_s
     base = now if tat is None or tat < now else tat
     new_tat = base + cost * interval

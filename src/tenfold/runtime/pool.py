@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from tenfold.errors import NotReady, WorkerCrashed
+from tenfold.errors import NotReady, WorkerCrashed, shutting_down
 from tenfold.runtime.worker import decode_outcomes, worker_main
 
 log = logging.getLogger("tenfold.pool")
@@ -195,7 +195,7 @@ class WorkerPool:
             if worker.inflight:
                 _, fut = worker.inflight
                 if not fut.done():
-                    fut.set_exception(NotReady("the server is shutting down"))
+                    fut.set_exception(shutting_down())
 
     # -- state ---------------------------------------------------------------
     @property

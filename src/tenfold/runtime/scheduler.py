@@ -27,11 +27,11 @@ from tenfold.clock import Clock, SystemClock
 from tenfold.errors import (
     DeadlineExceeded,
     ModelError,
-    NotReady,
     Overloaded,
     QueueFull,
     TenfoldError,
     WorkerCrashed,
+    shutting_down,
 )
 from tenfold.runtime.isolation import ItemFailure
 from tenfold.runtime.pool import BatchOutcome
@@ -101,7 +101,7 @@ class Scheduler:
                 await self._task
             self._task = None
         # Never computed and not their fault: 503 + Retry-After, another server may take them.
-        self.fail_queued(NotReady("the server is shutting down"))
+        self.fail_queued(shutting_down())
 
     def fail_queued(self, error: TenfoldError) -> None:
         """Answer every queued (not yet running) item with ``error`` and empty the queue."""

@@ -52,12 +52,13 @@ from tenfold.errors import (
     NotReady,
     Overloaded,
     TenfoldError,
+    shutting_down,
 )
 from tenfold.queue import QueueBackend, QueueStats
 from tenfold.queue import from_url as queue_from_url
 from tenfold.queue.api import queue_router
 from tenfold.queue.rpc import call
-from tenfold.ratelimit import Limiter, RateLimit
+from tenfold.ratelimit import Limiter
 from tenfold.ratelimit import from_url as limiter_from_url
 from tenfold.runtime.jobs import JobPump
 from tenfold.runtime.pool import hang_timeout_for
@@ -70,7 +71,7 @@ from tenfold.server.limits import BodyLimitMiddleware
 from tenfold.server.metrics import ServingMetrics
 from tenfold.server.ratelimit import RateLimitMiddleware
 from tenfold.server.responses import JSONResponse, dumps
-from tenfold.server.shutdown import SHUTTING_DOWN, ShutdownMiddleware
+from tenfold.server.shutdown import ShutdownMiddleware
 
 log = logging.getLogger("tenfold.server")
 
@@ -165,7 +166,7 @@ class Server:
         )
         self.limiter: Limiter | None = (
             limiter_from_url(settings.rate_limit_url, clock=clock)
-            if settings.rate_limit_rps
+            if settings.rate_limit is not None
             else None
         )
         self.started = time.time()
@@ -195,7 +196,7 @@ class Server:
         if self.stop is not None:
             self.stop.set()
         for service in self.services.values():
-            service.scheduler.fail_queued(NotReady(SHUTTING_DOWN))
+            service.scheduler.fail_queued(shutting_down())
 
     async def _embed(
         self,
@@ -466,12 +467,12 @@ def create_app(
     app.state.server = server
     http_errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    if server.limiter is not None:
+    if server.limiter is not None and settings.rate_limit is not None:
         # Runs after the key check (it limits tenants) and before the body is read.
         app.add_middleware(
             RateLimitMiddleware,
             limiter=server.limiter,
-            limit=RateLimit.of(settings.rate_limit_rps, settings.rate_limit_burst),
+            limit=settings.rate_limit,
             registry=server.registry,
         )
     if settings.api_keys:
@@ -505,7 +506,7 @@ def create_app(
         started = time.perf_counter()
         service = server.service(model)
         if server.draining:
-            raise NotReady(SHUTTING_DOWN)
+            raise shutting_down()
         single = "input" in body.model_fields_set
         if single == (body.inputs is not None):
             raise InvalidInput(
@@ -529,7 +530,7 @@ def create_app(
                         deadline,
                         bypass,
                         _ids(body, single, len(items)),
-                        tenant_of(request),
+                        tenant_of(request.scope),
                     )
             except TimeoutError:
                 raise DeadlineExceeded(f"no result within {timeout_ms:.0f} ms") from None
@@ -616,7 +617,7 @@ def create_app(
     @app.get("/readyz", summary="Readiness: 200 once every model is loaded")
     async def readyz() -> Response:
         if server.draining:
-            return http_errors.error_response(NotReady(SHUTTING_DOWN))
+            return http_errors.error_response(shutting_down())
         if server.ready:
             return JSONResponse({"status": "ready"})
         loading = [n for n, s in server.services.items() if not s.ready]

@@ -42,6 +42,7 @@ from starlette.authentication import (
 )
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.types import Scope
 
 from tenfold.errors import Unauthorized
 
@@ -188,7 +189,8 @@ def unauthorized(_: HTTPConnection, exc: AuthenticationError) -> Response:
     return response
 
 
-def tenant_of(conn: HTTPConnection) -> str | None:
-    """The caller's tenant; None when auth is off (or on an open route)."""
-    user = conn.scope.get("user")
+def tenant_of(scope: Scope) -> str | None:
+    """The caller's tenant (from an ASGI scope, ``request.scope``); None when auth is off
+    (or on an open route)."""
+    user = scope.get("user")
     return user.username if isinstance(user, SimpleUser) else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 
 from prometheus_client import CollectorRegistry, Counter
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenfold.errors import RateLimited
@@ -46,7 +45,7 @@ class RateLimitMiddleware:
         self._outage = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tenant = tenant_of(HTTPConnection(scope)) if scope["type"] == "http" else None
+        tenant = tenant_of(scope) if scope["type"] == "http" else None
         if tenant is None:
             await self.app(scope, receive, send)
             return

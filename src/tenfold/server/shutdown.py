@@ -19,10 +19,8 @@ import contextlib
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenfold.errors import NotReady
+from tenfold.errors import shutting_down
 from tenfold.server.errors import error_response
-
-SHUTTING_DOWN = "the server is shutting down"
 
 
 class ShutdownMiddleware:
@@ -51,4 +49,4 @@ class ShutdownMiddleware:
                 raise
             # The connection may be gone already: then there is no one to answer.
             with contextlib.suppress(Exception):
-                await error_response(NotReady(SHUTTING_DOWN))(scope, receive, send)
+                await error_response(shutting_down())(scope, receive, send)
