@@ -13,7 +13,9 @@ from cache_support import MAIN_REDIS_URL, unique_prefix
 from tenfold.cache import CacheBackend, InvalidCacheURL, MemoryBackend, MemoryConfig, from_url
 from tenfold.cache.memory import entry_size
 from tenfold.cache.near import NearCacheBackend
+from tenfold.cache.redis import RedisBackend
 from tenfold.clock import FakeClock
+from tenfold.errors import CacheUnavailable
 
 
 @dataclass
@@ -75,6 +77,20 @@ async def test_get_many_keeps_order_with_misses_and_repeats(harness: Harness) ->
     keys = [harness.k(n) for n in ("c", "missing", "a", "c", "b")]
     assert await harness.backend.get_many(keys) == [b"C", None, b"A", b"C", None]
     assert await harness.backend.get_many([]) == []
+
+
+async def test_concurrent_callers_each_get_their_own_answers(harness: Harness) -> None:
+    """Calls made together (Redis sends them in shared round trips) answer as if alone."""
+    b = harness.backend
+    writes = [{harness.k(f"w{i}:{j}"): b"%d.%d" % (i, j) for j in range(i % 4)} for i in range(40)]
+    ttls = [60.0 if i % 2 else harness.short_ttl_s for i in range(40)]
+    await asyncio.gather(*(b.set_many(w, ttl_s=t) for w, t in zip(writes, ttls, strict=True)))
+    lookups = [[*w, harness.k(f"none{i}")] for i, w in enumerate(writes)]
+    got = await asyncio.gather(*(b.get_many(keys) for keys in lookups))
+    assert got == [[*w.values(), None] for w in writes]
+    await harness.wait(harness.short_ttl_s * 2.5)
+    got = await asyncio.gather(*(b.get_many(list(w)) for w in writes))
+    assert got == [list(w.values()) if i % 2 else [None] * len(w) for i, w in enumerate(writes)]
 
 
 async def test_set_overwrites_value_and_ttl(harness: Harness) -> None:
@@ -302,3 +318,26 @@ async def test_near_copy_of_a_read_never_outlives_the_entry() -> None:
         await writer.delete_prefix(prefix)
         await writer.close()
         await reader.close()
+
+
+@pytest.mark.redis
+async def test_redis_calls_made_together_share_round_trips() -> None:
+    prefix = unique_prefix()
+    backend = from_url(MAIN_REDIS_URL + "?timeout_ms=1000")
+    assert isinstance(backend, RedisBackend)
+    try:
+        keys = [f"{prefix}{i}" for i in range(64)]
+        await asyncio.gather(*(backend.set_many({k: k.encode()}, ttl_s=60) for k in keys))
+        trips = backend.round_trips
+        got = await asyncio.gather(*(backend.get_many([k]) for k in keys))
+        assert got == [[k.encode()] for k in keys]
+        # the first alone, the rest together (at most a few round trips, not 64)
+        assert backend.round_trips - trips <= 4
+        pairs = await asyncio.gather(*(backend.get_many_with_ttl([k]) for k in keys[:8]))
+        assert [p[0][0] for p in pairs] == [k.encode() for k in keys[:8]]
+        assert all(0 < (p[0][1] or 0) <= 60 for p in pairs)
+    finally:
+        await backend.delete_prefix(prefix)
+        await backend.close()
+    with pytest.raises(CacheUnavailable, match="closed"):
+        await backend.get_many([prefix + "x"])

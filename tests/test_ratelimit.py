@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 import redis
 
-from redis_support import REDIS_URL, delete_prefix, free_port
+from redis_support import REDIS_URL, delete_prefix, free_port, own_redis
 from tenfold.clock import FakeClock
 from tenfold.config import ModelSettings, ServerSettings, load_settings
 from tenfold.ratelimit import (
@@ -246,19 +246,26 @@ async def test_a_reply_it_cannot_read_fails_every_waiter_open_not_hangs() -> Non
     await limiter.close()
 
 
-@pytest.mark.parametrize("when", ["before the flusher ran", "during a flush"])
-async def test_close_answers_every_waiter(when: str) -> None:
-    limiter, _ = _blocked_limiter()
-    waiting = [asyncio.create_task(limiter.acquire("a", RateLimit.of(1)))]
-    await asyncio.sleep(0)  # acquire ran: the flusher is made, not started
-    if when == "during a flush":
-        await asyncio.sleep(0.01)  # the flusher waits on its script call
-        waiting.append(asyncio.create_task(limiter.acquire("b", RateLimit.of(1))))
+async def test_close_answers_every_waiter_at_once() -> None:
+    """A lone call in flight (sent from its caller's task) and the calls queued behind it:
+    Redis is paused, so nothing would answer them for 5 s; close() answers them all now."""
+    with own_redis(durable=False) as server:
+        limiter = RedisLimiter(server.url, timeout_s=5)
+        await limiter.acquire("warm", RateLimit.of(1))  # connected
+        with redis.Redis.from_url(server.url) as pauser:  # the server is killed after
+            pauser.execute_command("CLIENT", "PAUSE", "5000", "ALL")
+        lone = asyncio.create_task(limiter.acquire("a", RateLimit.of(1)))
+        await asyncio.sleep(0.05)  # sent: the server holds it
+        queued = [asyncio.create_task(limiter.acquire(c, RateLimit.of(1))) for c in "bc"]
         await asyncio.sleep(0)
-    await limiter.close()
-    done = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
-    # Not a CancelledError: the waiters' own tasks were not cancelled.
-    assert all(isinstance(d, LimiterUnavailable) for d in done), done
+        started = asyncio.get_running_loop().time()
+        await limiter.close()
+        done = await asyncio.wait_for(asyncio.gather(lone, *queued, return_exceptions=True), 5)
+        # Not a CancelledError: the waiters' own tasks were not cancelled.
+        assert all(isinstance(d, LimiterUnavailable) for d in done), done
+        assert asyncio.get_running_loop().time() - started < 2.5
+        with pytest.raises(LimiterUnavailable, match="closed"):
+            await limiter.acquire("d", RateLimit.of(1))
 
 
 # -- settings ------------------------------------------------------------------------------

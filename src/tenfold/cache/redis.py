@@ -1,20 +1,25 @@
 """Redis cache backend (redis-py asyncio).
 
-One round trip per call: MGET for ``get_many`` (MGET plus a PTTL per key in one
-MULTI for ``get_many_with_ttl``, which the near cache uses), one non-transactional
-pipeline of ``SET key value PX ttl`` for ``set_many``; ``delete_prefix`` walks SCAN and
-UNLINKs in chunks (UNLINK frees memory off the main thread). Values are binary
-(no decoding). Socket and connect timeouts are short and redis-py's own retries
-are off, so an outage costs one bounded wait per call, never a stall; every
-Redis or socket error leaves as :class:`tenfold.errors.CacheUnavailable`.
+Concurrent calls share round trips (:class:`tenfold.roundtrips.RoundTripBatcher`): a call
+made while nothing is in flight goes out at once; calls made while one is in flight go out
+together next, as one MGET for every key of every waiting ``get_many``, one script call for
+``get_many_with_ttl`` (GET and PTTL of each key, which the near cache uses), one
+non-transactional pipeline of ``SET key value PX ttl`` for ``set_many``. Gets and sets
+batch apart, so a set and a get made concurrently are not ordered (as before, on separate
+pooled connections); a call awaited before the next is. ``delete_prefix`` walks SCAN and
+UNLINKs in chunks (UNLINK frees memory off the main thread). Values are binary (no
+decoding). Socket and connect timeouts are short and redis-py's own retries are off, so an
+outage costs a call at most two bounded waits (the round trip in flight when it came, then
+its own), never a stall; every Redis or socket error leaves as
+:class:`tenfold.errors.CacheUnavailable`, to every caller of the failed round trip.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -22,12 +27,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from tenfold.errors import CacheUnavailable
+from tenfold.roundtrips import BatcherClosed, RoundTripBatcher
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "RedisBackend", "RedisConfig", "glob_escape"]
 
 DEFAULT_TIMEOUT_MS = 100
 SCAN_COUNT = 1000
 UNLINK_CHUNK = 500
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,22 +86,42 @@ class RedisBackend:
             decode_responses=False,
         )
         self._get_with_ttl: Any = None  # registered on first use (no I/O here)
+        self._gets: RoundTripBatcher[Sequence[str], list[bytes | None]] = RoundTripBatcher(
+            self._mget, failure=self._failure("get_many"), name="tenfold-cache-get"
+        )
+        self._gets_with_ttl: RoundTripBatcher[
+            Sequence[str], list[tuple[bytes | None, float | None]]
+        ] = RoundTripBatcher(
+            self._mget_with_ttl,
+            failure=self._failure("get_many_with_ttl"),
+            name="tenfold-cache-get-ttl",
+        )
+        self._sets: RoundTripBatcher[tuple[Mapping[str, bytes], int], None] = RoundTripBatcher(
+            self._set_pipeline, failure=self._failure("set_many"), name="tenfold-cache-set"
+        )
+
+    @property
+    def round_trips(self) -> int:
+        """Get, get-with-TTL and set round trips made so far, for tests and curiosity."""
+        return sum(b.round_trips for b in (self._gets, self._gets_with_ttl, self._sets))
 
     def _unavailable(self, op: str, exc: BaseException) -> CacheUnavailable:
+        if isinstance(exc, BatcherClosed):
+            return CacheUnavailable(
+                f"redis cache {op}: the backend is closed", details={"backend": "redis", "op": op}
+            )
         return CacheUnavailable(
             f"redis cache {op} failed: {type(exc).__name__}: {exc}",
             details={"backend": "redis", "op": op},
         )
 
+    def _failure(self, op: str) -> Callable[[Exception], Exception]:
+        return lambda exc: self._unavailable(op, exc)
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        try:
-            values = await self._client.mget(list(keys))
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise self._unavailable("get_many", exc) from exc
-        # decode_responses=False: every non-nil reply is bytes.
-        return [v if v is None or isinstance(v, bytes) else v.encode() for v in values]
+        return await self._gets.call(keys)
 
     async def get_many_with_ttl(
         self, keys: Sequence[str]
@@ -103,30 +131,41 @@ class RedisBackend:
         value's; a MULTI of MGET + N PTTLs cost up to 6x the client CPU of one MGET)."""
         if not keys:
             return []
+        return await self._gets_with_ttl.call(keys)
+
+    async def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:
+        ttl_ms = _ttl_ms(ttl_s)  # here, not in the batch: a bad call fails alone
+        if not items:
+            return
+        await self._sets.call((items, ttl_ms))
+
+    async def _mget(self, calls: list[Sequence[str]]) -> list[list[bytes | None]]:
+        values = await self._client.mget([key for keys in calls for key in keys])
+        # decode_responses=False: every non-nil reply is bytes.
+        flat = [v if v is None or isinstance(v, bytes) else v.encode() for v in values]
+        return _split(flat, calls)
+
+    async def _mget_with_ttl(
+        self, calls: list[Sequence[str]]
+    ) -> list[list[tuple[bytes | None, float | None]]]:
         if self._get_with_ttl is None:
             self._get_with_ttl = self._client.register_script(_GET_WITH_TTL)
-        try:
-            flat = await self._get_with_ttl(keys=list(keys))
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise self._unavailable("get_many_with_ttl", exc) from exc
+        flat = await self._get_with_ttl(keys=[key for keys in calls for key in keys])
         # decode_responses=False: every non-nil value is bytes. PTTL: -1 no expiry,
         # -2 no such key (its value is nil as well).
-        return [
+        pairs = [
             (flat[i], None if flat[i + 1] == -1 else max(0, int(flat[i + 1])) / 1000)
             for i in range(0, len(flat), 2)
         ]
+        return _split(pairs, calls)
 
-    async def set_many(self, items: Mapping[str, bytes], ttl_s: float) -> None:
-        ttl_ms = _ttl_ms(ttl_s)
-        if not items:
-            return
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
+    async def _set_pipeline(self, calls: list[tuple[Mapping[str, bytes], int]]) -> list[None]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for items, ttl_ms in calls:
                 for key, value in items.items():
                     pipe.set(key, value, px=ttl_ms)
-                await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise self._unavailable("set_many", exc) from exc
+            await pipe.execute()
+        return [None] * len(calls)
 
     async def delete_prefix(self, prefix: str) -> int:
         if not prefix:
@@ -148,6 +187,19 @@ class RedisBackend:
         return removed
 
     async def close(self) -> None:
+        for batcher in (self._gets, self._gets_with_ttl, self._sets):
+            await batcher.close()
         # Closing a client whose server is gone must not fail shutdown.
         with contextlib.suppress(TimeoutError, RedisError, OSError):
             await self._client.aclose()
+
+
+def _split(flat: Sequence[V], calls: Sequence[Sequence[str]]) -> list[list[V]]:
+    """``flat`` (one answer per key of every call, in order) cut back into each call's."""
+    if len(flat) != sum(len(keys) for keys in calls):
+        raise ValueError(f"{len(flat)} values for {sum(len(k) for k in calls)} keys")
+    out, at = [], 0
+    for keys in calls:
+        out.append(list(flat[at : at + len(keys)]))
+        at += len(keys)
+    return out

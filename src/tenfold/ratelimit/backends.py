@@ -15,12 +15,11 @@ counts it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any, Protocol
 
 from tenfold.queue.wallclock import NowClock, WallClock
 from tenfold.ratelimit.policy import SLACK, Decision, RateLimit, decide, remaining
+from tenfold.roundtrips import BatcherClosed, RoundTripBatcher
 
 DEFAULT_PREFIX = "tenfold:ratelimit:"
 DEFAULT_TIMEOUT_S = 0.1
@@ -86,7 +85,8 @@ end
 return out
 """
 
-_Pending = tuple[str, RateLimit, int, "asyncio.Future[Decision]"]
+#: One request for the script: (key, limit, cost).
+_Call = tuple[str, RateLimit, int]
 
 
 class RedisLimiter:
@@ -123,47 +123,31 @@ class RedisLimiter:
             retry=Retry(NoBackoff(), 0),
         )
         self._script: Any = self._client.register_script(_GCRA)
-        self._pending: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
-        #: Script calls made (one per batch of requests), for tests and curiosity.
-        self.round_trips = 0
+        # A store failure, a reply not understood or close(): every waiter hears of it
+        # (none may hang), as LimiterUnavailable (the middleware admits them).
+        self._batcher: RoundTripBatcher[_Call, Decision] = RoundTripBatcher(
+            self._decide, failure=_unavailable, name="tenfold-ratelimit"
+        )
+
+    @property
+    def round_trips(self) -> int:
+        """Script calls made (one per batch of requests), for tests and curiosity."""
+        return self._batcher.round_trips
 
     async def acquire(self, caller: str, limit: RateLimit, cost: int = 1) -> Decision:
         limit.check_cost(cost)  # here, not in the batch: a bad request fails alone
-        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self._pending.append((self.prefix + caller, limit, cost, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="tenfold-ratelimit")
-        return await future
+        return await self._batcher.call((self.prefix + caller, limit, cost))
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                decisions = await self._decide(batch)
-            except asyncio.CancelledError:
-                _fail(batch, LimiterUnavailable("the rate limiter is closed"))
-                raise
-            except Exception as exc:
-                # A store failure or a reply not understood: every waiter hears of it (none
-                # may hang), as LimiterUnavailable (the middleware admits them).
-                _fail(batch, LimiterUnavailable(f"rate limiter store: {exc}"))
-                continue
-            for (*_, future), decision in zip(batch, decisions, strict=True):
-                if not future.done():  # its request may have been cancelled meanwhile
-                    future.set_result(decision)
-
-    async def _decide(self, batch: list[_Pending]) -> list[Decision]:
+    async def _decide(self, batch: list[_Call]) -> list[Decision]:
         now = self.clock.now()
         args: list[Any] = [repr(now), repr(SLACK)]
-        for _, limit, cost, _ in batch:
+        for _, limit, cost in batch:
             args += [repr(limit.interval_s), limit.burst, cost]
-        self.round_trips += 1
         out = await self._script(keys=[key for key, *_ in batch], args=args)
         if len(out) != 3 * len(batch):
             raise ValueError(f"the script answered {len(out)} values for {len(batch)} requests")
         decisions = []
-        for i, (_, limit, _, _) in enumerate(batch):
+        for i, (_, limit, _) in enumerate(batch):
             allowed, backlog, retry = int(out[3 * i]), float(out[3 * i + 1]), float(out[3 * i + 2])
             # Remaining from the backlog itself: now + backlog is rounded at epoch scale.
             left = remaining(backlog, 0.0, limit)
@@ -171,20 +155,14 @@ class RedisLimiter:
         return decisions
 
     async def close(self) -> None:
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        # Also the waiters no flush took: closed before the flusher first ran, say.
-        _fail(self._pending, LimiterUnavailable("the rate limiter is closed"))
-        self._pending = []
+        await self._batcher.close()
         await self._client.aclose()
 
 
-def _fail(batch: list[_Pending], error: Exception) -> None:
-    for *_, future in batch:
-        if not future.done():
-            future.set_exception(error)
+def _unavailable(exc: Exception) -> LimiterUnavailable:
+    if isinstance(exc, BatcherClosed):
+        return LimiterUnavailable("the rate limiter is closed")
+    return LimiterUnavailable(f"rate limiter store: {exc}")
 
 
 def from_url(url: str, *, clock: NowClock | None = None) -> Limiter:

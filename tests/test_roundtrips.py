@@ -1,0 +1,162 @@
+"""RoundTripBatcher: a lone call goes at once; calls made meanwhile share the next round trip.
+
+``send`` here is a plain coroutine that records its batches and waits on a gate the test
+opens, so that which calls share a round trip is decided by the test, not by timing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tenfold.roundtrips import BatcherClosed, RoundTripBatcher
+
+
+class StoreDown(Exception):
+    pass
+
+
+class Store:
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_next: Exception | None = None
+        self.short_reply = False
+
+    async def send(self, items: list[int]) -> list[int]:
+        self.batches.append(list(items))
+        await self.gate.wait()
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        answers = [10 * i for i in items]
+        return answers[:-1] if self.short_reply else answers
+
+
+def make(store: Store, max_batch: int = 256) -> RoundTripBatcher[int, int]:
+    return RoundTripBatcher(
+        store.send, failure=lambda exc: StoreDown(f"down: {exc!r}"), max_batch=max_batch
+    )
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_lone_call_goes_at_once_by_itself() -> None:
+    store = Store()
+    batcher = make(store)
+    assert await batcher.call(7) == 70
+    assert await batcher.call(8) == 80
+    assert store.batches == [[7], [8]]
+    assert batcher.round_trips == 2
+
+
+async def test_calls_made_while_one_is_in_flight_share_the_next_in_order() -> None:
+    store = Store()
+    batcher = make(store)
+    store.gate.clear()
+    first = asyncio.create_task(batcher.call(0))
+    await settle()
+    rest = [asyncio.create_task(batcher.call(i)) for i in range(1, 30)]
+    await settle()
+    assert store.batches == [[0]]  # the rest wait for the round trip in flight
+    store.gate.set()
+    assert await asyncio.gather(first, *rest) == [10 * i for i in range(30)]
+    assert store.batches == [[0], list(range(1, 30))]
+    assert batcher.round_trips == 2
+
+
+async def test_max_batch_bounds_each_round_trip() -> None:
+    store = Store()
+    batcher = make(store, max_batch=4)
+    store.gate.clear()
+    tasks = [asyncio.create_task(batcher.call(i)) for i in range(11)]
+    await settle()
+    store.gate.set()
+    assert await asyncio.gather(*tasks) == [10 * i for i in range(11)]
+    assert store.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    with pytest.raises(ValueError, match="max_batch"):
+        make(store, max_batch=0)
+
+
+@pytest.mark.parametrize("broken", ["raises", "short reply"])
+async def test_a_failed_round_trip_reaches_every_waiter_and_the_next_one_works(
+    broken: str,
+) -> None:
+    store = Store()
+    batcher = make(store)
+    store.gate.clear()
+    first = asyncio.create_task(batcher.call(0))
+    await settle()
+    waiting = [asyncio.create_task(batcher.call(i)) for i in (1, 2, 3)]
+    await settle()
+    if broken == "raises":
+        store.fail_next = ConnectionError("gone")
+        message = "gone"
+    else:
+        store.short_reply = True
+        message = "0 results for 1 calls"
+    store.gate.set()
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(first, *waiting, return_exceptions=True), timeout=5
+    )
+    assert isinstance(outcomes[0], StoreDown) and message in str(outcomes[0])
+    if broken == "raises":  # only the first round trip failed: the batch after it is fine
+        assert outcomes[1:] == [10, 20, 30]
+    else:  # every reply is one short
+        assert all(isinstance(o, StoreDown) for o in outcomes[1:])
+        assert "2 results for 3 calls" in str(outcomes[1])
+    store.short_reply = False
+    assert await batcher.call(5) == 50
+
+
+async def test_a_cancelled_waiter_is_skipped_and_the_others_answered() -> None:
+    store = Store()
+    batcher = make(store)
+    store.gate.clear()
+    first = asyncio.create_task(batcher.call(0))
+    await settle()
+    waiting = [asyncio.create_task(batcher.call(i)) for i in (1, 2, 3)]
+    await settle()
+    waiting[1].cancel()
+    store.gate.set()
+    done = await asyncio.gather(first, *waiting, return_exceptions=True)
+    assert done[0] == 0 and done[1] == 10 and done[3] == 30
+    assert isinstance(done[2], asyncio.CancelledError)
+
+
+async def test_a_cancelled_lone_caller_still_lets_the_queued_calls_go() -> None:
+    store = Store()
+    batcher = make(store)
+    store.gate.clear()
+    lone = asyncio.create_task(batcher.call(0))
+    await settle()
+    waiting = [asyncio.create_task(batcher.call(i)) for i in (1, 2)]
+    await settle()
+    lone.cancel()
+    await settle()
+    assert lone.cancelled()
+    store.gate.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiting), timeout=5) == [10, 20]
+    assert store.batches == [[0], [1, 2]]
+
+
+async def test_close_fails_the_queued_calls_and_every_later_one() -> None:
+    store = Store()
+    batcher = make(store)
+    store.gate.clear()
+    lone = asyncio.create_task(batcher.call(0))
+    await settle()
+    queued = [asyncio.create_task(batcher.call(i)) for i in (1, 2)]
+    await settle()
+    await batcher.close()
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+    assert all(isinstance(o, StoreDown) and "BatcherClosed" in str(o) for o in outcomes)
+    store.gate.set()
+    assert await lone == 0  # the lone call in flight finishes on its own
+    with pytest.raises(StoreDown, match="BatcherClosed"):
+        await batcher.call(3)
+    assert issubclass(BatcherClosed, RuntimeError)
