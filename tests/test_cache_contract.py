@@ -341,3 +341,28 @@ async def test_redis_calls_made_together_share_round_trips() -> None:
         await backend.close()
     with pytest.raises(CacheUnavailable, match="closed"):
         await backend.get_many([prefix + "x"])
+
+
+@pytest.mark.redis
+async def test_redis_shared_round_trips_stay_within_the_timeout() -> None:
+    """256 lookups of 64 embeddings each (768 floats, 3 KB) at once: in one MGET (48 MiB) the
+    reply outlasted the 100 ms timeout and all but one failed; round trips carry at most
+    ROUND_TRIP_KEYS keys, so each call gets its values."""
+    prefix = unique_prefix()
+    backend = from_url(MAIN_REDIS_URL + "?timeout_ms=100")
+    assert isinstance(backend, RedisBackend)
+    value = bytes(3072)
+    keys = [f"{prefix}{i}" for i in range(64 * 4)]
+    try:
+        await backend.set_many(dict.fromkeys(keys, value), ttl_s=60)
+        calls = [[keys[(i + j) % len(keys)] for j in range(64)] for i in range(256)]
+        trips = backend.round_trips
+        got = await asyncio.gather(*(backend.get_many(c) for c in calls))
+        assert all(g == [value] * 64 for g in got)
+        # 64 keys a call, ROUND_TRIP_KEYS (256) keys a round trip: about 64 round trips
+        assert 60 <= backend.round_trips - trips <= 70
+        with pytest.raises(TypeError, match="bytes"):
+            await backend.set_many({prefix + "s": "text"}, ttl_s=60)  # type: ignore[dict-item]
+    finally:
+        await backend.delete_prefix(prefix)
+        await backend.close()

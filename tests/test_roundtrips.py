@@ -34,9 +34,12 @@ class Store:
         return answers[:-1] if self.short_reply else answers
 
 
-def make(store: Store, max_batch: int = 256) -> RoundTripBatcher[int, int]:
+def make(store: Store, max_weight: int = 256, weighted: bool = False) -> RoundTripBatcher[int, int]:
     return RoundTripBatcher(
-        store.send, failure=lambda exc: StoreDown(f"down: {exc!r}"), max_batch=max_batch
+        store.send,
+        failure=lambda exc: StoreDown(f"down: {exc!r}"),
+        max_weight=max_weight,
+        weight=(lambda item: item) if weighted else None,
     )
 
 
@@ -69,17 +72,28 @@ async def test_calls_made_while_one_is_in_flight_share_the_next_in_order() -> No
     assert batcher.round_trips == 2
 
 
-async def test_max_batch_bounds_each_round_trip() -> None:
+async def test_max_weight_bounds_each_round_trip() -> None:
     store = Store()
-    batcher = make(store, max_batch=4)
+    batcher = make(store, max_weight=4)
     store.gate.clear()
     tasks = [asyncio.create_task(batcher.call(i)) for i in range(11)]
     await settle()
     store.gate.set()
     assert await asyncio.gather(*tasks) == [10 * i for i in range(11)]
     assert store.batches == [[0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
-    with pytest.raises(ValueError, match="max_batch"):
-        make(store, max_batch=0)
+    with pytest.raises(ValueError, match="max_weight"):
+        make(store, max_weight=0)
+
+
+async def test_calls_are_weighed_and_a_heavy_one_goes_alone() -> None:
+    store = Store()
+    batcher = make(store, max_weight=10, weighted=True)  # an item weighs its own value
+    store.gate.clear()
+    tasks = [asyncio.create_task(batcher.call(i)) for i in (1, 4, 5, 2, 30, 3, 3, 3)]
+    await settle()
+    store.gate.set()
+    assert await asyncio.gather(*tasks) == [10, 40, 50, 20, 300, 30, 30, 30]
+    assert store.batches == [[1], [4, 5], [2], [30], [3, 3, 3]]
 
 
 @pytest.mark.parametrize("broken", ["raises", "short reply"])
@@ -126,6 +140,7 @@ async def test_a_cancelled_waiter_is_skipped_and_the_others_answered() -> None:
     done = await asyncio.gather(first, *waiting, return_exceptions=True)
     assert done[0] == 0 and done[1] == 10 and done[3] == 30
     assert isinstance(done[2], asyncio.CancelledError)
+    assert store.batches == [[0], [1, 3]]  # nothing was sent for the cancelled call
 
 
 async def test_a_cancelled_lone_caller_still_lets_the_queued_calls_go() -> None:

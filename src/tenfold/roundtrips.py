@@ -7,17 +7,23 @@ inside one MGET. Under load, one round trip per request is most of a cache hit's
 :class:`RoundTripBatcher` is the dynamic batching tenfold does for models, applied to its
 own store calls: when nothing is in flight a call goes out at once, by itself (no added
 latency for a lone client); calls that arrive while one is in flight wait for it to end
-and then go out together, in arrival order, in one round trip built by ``send`` (at most
-``max_batch`` calls per round trip, so that one round trip stays within the client's
-timeout: 10,000 rate-limit decisions in one script call outlasted a 100 ms timeout).
+and then go out together, in arrival order, in one round trip built by ``send``. A round
+trip carries at most ``max_weight`` (each call weighs ``weight(item)``: 1, or its number
+of keys), so that one round trip stays well within the client's timeout: 10,000 rate-limit
+decisions in one script call, or 256 lookups of 64 embeddings in one MGET, outlasted a
+100 ms timeout; a call heavier than that goes alone.
+
+A caller cancelled before its round trip leaves (its own timeout, its client gone) is
+dropped from it: nothing is sent for it. One cancelled after has had its call sent.
 
 Failure: an exception from ``send`` (or a reply with the wrong number of results) reaches
-every waiter of that round trip, as ``failure(exc)``; none hangs. A waiter cancelled
-meanwhile is skipped. After :meth:`RoundTripBatcher.close`, waiters and new calls get
-``failure(BatcherClosed())``.
+every waiter of that round trip, as ``failure(exc)``; none hangs. After
+:meth:`RoundTripBatcher.close`, waiters and new calls get ``failure(BatcherClosed())``.
 
-A waiter may wait for the round trip in flight when it arrived, then its own: with a
-client timeout of T per round trip, at most 2T before it hears of an outage.
+Waiting: a call waits for the round trip in flight when it arrived, then for those ahead
+of it (one for every ``max_weight`` queued before it), then its own. With a healthy store
+that is a few milliseconds; when the store hangs, each round trip ahead costs the client's
+timeout, so callers bound their own wait (the cache's resilient wrapper, 0.25 s).
 """
 
 from __future__ import annotations
@@ -47,12 +53,14 @@ class RoundTripBatcher(Generic[T, R]):
         *,
         failure: Callable[[Exception], Exception],
         name: str = "tenfold-roundtrips",
-        max_batch: int = 256,
+        max_weight: int = 256,
+        weight: Callable[[T], int] | None = None,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_weight < 1:
+            raise ValueError(f"max_weight must be >= 1, got {max_weight}")
         self._send = send
-        self._max_batch = max_batch
+        self._max_weight = max_weight
+        self._weight = weight
         self._failure = failure
         self._name = name
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
@@ -94,10 +102,29 @@ class RoundTripBatcher(Generic[T, R]):
             raise self._failure(exc) from exc
         return results
 
+    def _next_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
+        """The oldest waiting calls, up to ``max_weight`` (at least one); cancelled ones
+        are dropped, not sent."""
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        total, taken = 0, 0
+        for item, future in self._pending:
+            if future.done():  # cancelled while it waited
+                taken += 1
+                continue
+            w = 1 if self._weight is None else self._weight(item)
+            if batch and total + w > self._max_weight:
+                break
+            batch.append((item, future))
+            total += w
+            taken += 1
+        del self._pending[:taken]
+        return batch
+
     async def _flush(self) -> None:
         while self._pending:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+            batch = self._next_batch()
+            if not batch:
+                continue
             try:
                 results = await self._round_trip([item for item, _ in batch])
             except asyncio.CancelledError:

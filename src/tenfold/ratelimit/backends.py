@@ -7,8 +7,9 @@ The Redis backend runs :func:`tenfold.ratelimit.policy.decide`'s arithmetic in o
 script, atomic per caller, one round trip per batch of concurrent requests; ``now`` comes
 from the injected clock (wall time by default, so replicas agree up to their clock skew,
 which shifts a caller's budget by at most that many seconds of rate). A Redis error or
-timeout raises :class:`LimiterUnavailable` (each call is bounded by ``timeout_s``; a
-request may wait for the call in flight when it arrived, then its own); the middleware
+timeout raises :class:`LimiterUnavailable` (each round trip is bounded by ``timeout_s``; a
+request may wait for the round trip in flight when it arrived and those queued ahead of it,
+at most 256 requests each, then its own); the middleware
 then admits the request (fail open: a limiter outage must not take the API down) and
 counts it.
 """
@@ -114,8 +115,9 @@ class RedisLimiter:
                 f"rate limits counted in Redis need redis-py: pip install 'tenfold[redis]' ({exc})"
             ) from exc
         # Lazy: building the limiter does no I/O. Short timeouts, no retries: an outage
-        # costs a request at most two bounded waits (the call in flight when it arrived,
-        # then its own: 0.2 s by default), then the request is admitted.
+        # costs a request a bounded wait per round trip ahead of it and its own (0.1 s each
+        # by default; one, or two, unless more than 256 requests queued meanwhile), then the
+        # request is admitted.
         self._client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
