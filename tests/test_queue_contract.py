@@ -97,6 +97,26 @@ async def test_idempotency_key_maps_to_one_job(q: QueueBackend) -> None:
     assert await q.depth("m") == 2
 
 
+async def test_concurrent_enqueues_each_get_their_own_answer(q: QueueBackend) -> None:
+    """Enqueues made together (Redis sends them in shared round trips) answer as if alone:
+    a repeated idempotency key names one job, a full queue refuses only the extra ones."""
+    calls = [q.enqueue("m", i, idempotency_key=f"k{i % 5}", max_depth=8) for i in range(12)]
+    calls += [q.enqueue("m", 100 + i, max_depth=8) for i in range(6)]
+    out = await asyncio.gather(*calls, return_exceptions=True)
+    keyed, plain = out[:12], out[12:]
+    jobs = [j for j in keyed if not isinstance(j, BaseException)]
+    assert len(jobs) == 12, keyed
+    for k in range(5):
+        same = {j.id for j in jobs if j.idempotency_key == f"k{k}"}
+        assert len(same) == 1  # one job per key, whoever came first
+        (job,) = [j for j in jobs if j.id in same][:1]
+        assert job.input % 5 == k  # type: ignore[operator]
+    # 5 keyed jobs are queued, so 3 of the 6 plain ones fit under max_depth 8
+    refused = [e for e in plain if isinstance(e, BaseException)]
+    assert len(refused) == 3 and all(isinstance(e, QueueFull) for e in refused), plain
+    assert await q.depth("m") == 8
+
+
 async def test_max_depth_refuses_a_new_job_atomically(q: QueueBackend) -> None:
     a = await q.enqueue("m", 1, idempotency_key="k", max_depth=2)
     await q.enqueue("m", 2, max_depth=2)

@@ -99,7 +99,10 @@ class RoundTripBatcher(Generic[T, R]):
             if len(results) != len(items):
                 raise ValueError(f"{len(results)} results for {len(items)} calls")
         except Exception as exc:  # the store's own errors, or a reply not understood
-            raise self._failure(exc) from exc
+            mapped = self._failure(exc)
+            if mapped is exc:  # already the caller's error type
+                raise
+            raise mapped from exc
         return results
 
     def _next_batch(self) -> list[tuple[T, asyncio.Future[R]]]:

@@ -25,7 +25,8 @@ connection resubscribes while anyone waits and wakes them all to read their
 jobs again. A small finished job travels
 inside its notification (see :data:`~tenfold.queue.redis_lua.NOTIFY_MAX_BYTES`),
 so the waiter that submitted it reads nothing back: with ``enqueue_and_wait``,
-a job costs the API one round trip to Redis.
+a job costs the API one round trip to Redis; enqueues made while one is in flight share
+the next (one pipeline of script calls: :class:`tenfold.roundtrips.RoundTripBatcher`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from tenfold.queue.notify import ChangeSignal
 from tenfold.queue.policy import decide_failure
 from tenfold.queue.status import JobStatus
 from tenfold.queue.wallclock import NowClock, WallClock
+from tenfold.roundtrips import BatcherClosed, RoundTripBatcher
 
 T = TypeVar("T")
 
@@ -176,6 +178,10 @@ class RedisQueue:
         self._pubsub: Any = None
         self._waiters: dict[str, set[_Watch]] = {}
         self._closed = False
+        # Concurrent enqueues (one per API request) share pipelined round trips.
+        self._enqueues: RoundTripBatcher[list[Any], Any] = RoundTripBatcher(
+            self._enqueue_round_trip, failure=self._queue_error, name="tenfold-queue-enqueue"
+        )
 
     def __repr__(self) -> str:
         return f"RedisQueue({self.url!r}, prefix={self.prefix!r})"
@@ -313,14 +319,26 @@ class RedisQueue:
         (``False``: an earlier job with the same idempotency key)."""
         payload = codec.dumps(input)
         limit = "" if max_depth is None else str(int(max_depth))
-        got = await self._script(
-            "ENQUEUE", job_id, model, payload, _f(now), idempotency_key or "", limit
+        got = await self._enqueues.call(
+            [job_id, model, payload, _f(now), idempotency_key or "", limit]
         )
         if isinstance(got, list):  # the idempotency key names a live earlier job
             return _job(_pairs(got)), False
         if got == "!full":
             raise queue_full(model, max_depth)
         return Job.new(job_id, model, codec.loads(payload), now, idempotency_key), True
+
+    async def _enqueue_round_trip(self, calls: list[list[Any]]) -> list[Any]:
+        if len(calls) == 1:
+            return [await self._script("ENQUEUE", *calls[0])]
+        return await self._script_many("ENQUEUE", calls)
+
+    def _queue_error(self, exc: Exception) -> Exception:
+        if isinstance(exc, BatcherClosed):
+            return QueueUnavailable(f"redis queue {self.url}: closed")
+        if isinstance(exc, TenfoldError):
+            return exc
+        return self._unavailable_error(exc)
 
     async def enqueue_many(self, model: str, inputs: Sequence[JSONValue]) -> list[Job]:
         now = self._now()
@@ -712,6 +730,7 @@ class RedisQueue:
         if self._closed:
             return
         self._closed = True
+        await self._enqueues.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
