@@ -142,6 +142,8 @@ def measure_server(
             check=True,
         )
         cpu1, t1 = tree_cpu_s(proc.pid), time.perf_counter()
+        if out.stderr.strip():  # the load generator's warnings
+            print(out.stderr.strip(), file=sys.stderr, flush=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         result["server_cpu_cores"] = (cpu1 - cpu0) / (t1 - t0)
         result["client_cpu_cores"] = result["client_cpu_s"] / result["wall_s"]

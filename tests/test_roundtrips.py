@@ -175,3 +175,25 @@ async def test_close_fails_the_queued_calls_and_every_later_one() -> None:
     with pytest.raises(StoreDown, match="BatcherClosed"):
         await batcher.call(3)
     assert issubclass(BatcherClosed, RuntimeError)
+
+
+async def test_a_weight_that_raises_fails_its_own_call_only() -> None:
+    store = Store()
+
+    def weight(item: int) -> int:
+        if item < 0:
+            raise TypeError("no weight")
+        return 1
+
+    batcher: RoundTripBatcher[int, int] = RoundTripBatcher(
+        store.send, failure=lambda exc: StoreDown(repr(exc)), weight=weight
+    )
+    store.gate.clear()
+    lone = asyncio.create_task(batcher.call(0))
+    await settle()
+    bad = asyncio.create_task(batcher.call(-1))
+    good = asyncio.create_task(batcher.call(2))
+    await settle()
+    store.gate.set()
+    done = await asyncio.wait_for(asyncio.gather(lone, bad, good, return_exceptions=True), 5)
+    assert done[0] == 0 and isinstance(done[1], TypeError) and done[2] == 20

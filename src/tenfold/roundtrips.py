@@ -21,9 +21,9 @@ every waiter of that round trip, as ``failure(exc)``; none hangs. After
 :meth:`RoundTripBatcher.close`, waiters and new calls get ``failure(BatcherClosed())``.
 
 Waiting: a call waits for the round trip in flight when it arrived, then for those ahead
-of it (one for every ``max_weight`` queued before it), then its own. With a healthy store
-that is a few milliseconds; when the store hangs, each round trip ahead costs the client's
-timeout, so callers bound their own wait (the cache's resilient wrapper, 0.25 s).
+of it (up to one per call queued before it), then its own. With a healthy store that is a
+few milliseconds; when the store hangs, each round trip ahead costs the client's timeout,
+so callers bound their own wait (the cache's resilient wrapper, 0.25 s).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class RoundTripBatcher(Generic[T, R]):
         self._weight = weight
         self._failure = failure
         self._name = name
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._pending: list[tuple[T, int, asyncio.Future[R]]] = []  # (item, weight, future)
         self._inline = False  # a lone call is in flight from its caller's own task
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
@@ -85,7 +85,8 @@ class RoundTripBatcher(Generic[T, R]):
                 self._inline = False
                 self._start_flusher()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
+        weight = 1 if self._weight is None else self._weight(item)  # raises in its caller
+        self._pending.append((item, weight, future))
         return await future
 
     def _start_flusher(self) -> None:
@@ -110,15 +111,14 @@ class RoundTripBatcher(Generic[T, R]):
         are dropped, not sent."""
         batch: list[tuple[T, asyncio.Future[R]]] = []
         total, taken = 0, 0
-        for item, future in self._pending:
+        for item, weight, future in self._pending:
             if future.done():  # cancelled while it waited
                 taken += 1
                 continue
-            w = 1 if self._weight is None else self._weight(item)
-            if batch and total + w > self._max_weight:
+            if batch and total + weight > self._max_weight:
                 break
             batch.append((item, future))
-            total += w
+            total += weight
             taken += 1
         del self._pending[:taken]
         return batch
@@ -149,7 +149,7 @@ class RoundTripBatcher(Generic[T, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         # Also the waiters no flush took yet.
-        _fail(self._pending, self._failure(BatcherClosed("closed")))
+        _fail([(item, f) for item, _, f in self._pending], self._failure(BatcherClosed("closed")))
         self._pending = []
 
 
