@@ -84,8 +84,8 @@ class RoundTripBatcher(Generic[T, R]):
             finally:
                 self._inline = False
                 self._start_flusher()
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         weight = 1 if self._weight is None else self._weight(item)  # raises in its caller
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, weight, future))
         return await future
 
