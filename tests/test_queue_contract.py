@@ -102,7 +102,10 @@ async def test_concurrent_enqueues_each_get_their_own_answer(q: QueueBackend) ->
     a repeated idempotency key names one job, a full queue refuses only the extra ones."""
     calls = [q.enqueue("m", i, idempotency_key=f"k{i % 5}", max_depth=8) for i in range(12)]
     calls += [q.enqueue("m", 100 + i, max_depth=8) for i in range(6)]
+    trips = q._enqueues.round_trips  # type: ignore[attr-defined]
     out = await asyncio.gather(*calls, return_exceptions=True)
+    # shared: the first alone, the rest together (one transaction, or one pipeline)
+    assert q._enqueues.round_trips - trips == 2  # type: ignore[attr-defined]
     keyed, plain = out[:12], out[12:]
     jobs = [j for j in keyed if not isinstance(j, BaseException)]
     assert len(jobs) == 12, keyed

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenfold.errors import JobNotFound, QueueUnavailable
+from tenfold.errors import JobNotFound, QueueFull, QueueUnavailable, TenfoldError
 from tenfold.queue import codec
 from tenfold.queue.backend import check_claim_args, queue_full, wait_accepted
 from tenfold.queue.ids import new_job_id, new_token
@@ -45,6 +45,7 @@ from tenfold.queue.notify import ChangeSignal
 from tenfold.queue.policy import decide_failure
 from tenfold.queue.status import JobStatus
 from tenfold.queue.wallclock import NowClock, WallClock
+from tenfold.roundtrips import BatcherClosed, RoundTripBatcher
 
 T = TypeVar("T")
 
@@ -96,6 +97,8 @@ _COLUMNS = (
     "id, model, input, status, attempts, created_at, updated_at, queued_at, started_at, "
     "finished_at, error, result, idempotency_key"
 )
+#: One enqueue call: (model, [(payload JSON, idempotency key or None)], max_depth).
+_EnqueueCall = tuple[str, list[tuple[str, str | None]], int | None]
 _PURGE_EVERY_S = 10.0
 _FALLBACK_RECHECK_S = 1.0
 
@@ -146,6 +149,10 @@ class SqliteQueue:
         self._watcher: asyncio.Task[None] | None = None
         self._last_purge = -math.inf
         self._closed = False
+        # Enqueues made while one is in the database thread go in together: one transaction.
+        self._enqueues: RoundTripBatcher[_EnqueueCall, list[Job] | QueueFull] = RoundTripBatcher(
+            self._enqueue_round_trip, failure=self._queue_error, name="tenfold-sqlite-enqueue"
+        )
 
     def __repr__(self) -> str:
         return f"SqliteQueue({self.path!r})"
@@ -195,9 +202,38 @@ class SqliteQueue:
         max_depth: int | None = None,
     ) -> Job:
         payload = codec.dumps(input)
-        jobs = await self._call(self._enqueue_sync, model, [(payload, idempotency_key)], max_depth)
+        got = await self._enqueues.call((model, [(payload, idempotency_key)], max_depth))
+        if isinstance(got, QueueFull):  # this call's own refusal, not its batch-mates'
+            raise got
         self._changed.notify()
-        return jobs[0]
+        return got[0]
+
+    async def _enqueue_round_trip(self, calls: list[_EnqueueCall]) -> list[list[Job] | QueueFull]:
+        return await self._call(self._enqueue_calls_sync, calls)
+
+    def _queue_error(self, exc: Exception) -> Exception:
+        if isinstance(exc, BatcherClosed):
+            return QueueUnavailable(f"{self!r} is closed")
+        if isinstance(exc, TenfoldError):
+            return exc
+        return QueueUnavailable(f"sqlite queue {self.path}: {type(exc).__name__}: {exc}")
+
+    def _enqueue_calls_sync(self, calls: list[_EnqueueCall]) -> list[list[Job] | QueueFull]:
+        """Enqueues made together, in one transaction (one commit: a group commit), each in
+        its own savepoint so that one refused by ``max_depth`` adds nothing and leaves the
+        others as they would be alone."""
+        conn = self._db()
+        out: list[list[Job] | QueueFull] = []
+        with _immediate(conn):
+            for model, items, max_depth in calls:
+                conn.execute("SAVEPOINT enqueue")
+                try:
+                    out.append(self._enqueue_in(conn, model, items, max_depth))
+                except QueueFull as exc:
+                    conn.execute("ROLLBACK TO enqueue")
+                    out.append(exc)
+                conn.execute("RELEASE enqueue")
+        return out
 
     async def enqueue_many(self, model: str, inputs: Sequence[JSONValue]) -> list[Job]:
         payloads = [(codec.dumps(x), None) for x in inputs]
@@ -210,32 +246,43 @@ class SqliteQueue:
     ) -> list[Job]:
         """The jobs; :class:`QueueFull` (everything rolled back) past ``max_depth``."""
         conn = self._db()
+        with _immediate(conn):
+            return self._enqueue_in(conn, model, items, max_depth)
+
+    def _enqueue_in(
+        self,
+        conn: sqlite3.Connection,
+        model: str,
+        items: list[tuple[str, str | None]],
+        max_depth: int | None,
+    ) -> list[Job]:
+        """Inside the caller's transaction: the jobs, or :class:`QueueFull` past
+        ``max_depth`` (the caller rolls back what this added)."""
         now = self._now()
         out: list[Job] = []
-        with _immediate(conn):
-            for payload, key in items:
-                if key is not None:
-                    row = conn.execute(
-                        f"SELECT {_COLUMNS}, expires_at FROM jobs "
-                        "WHERE model = ? AND idempotency_key = ?",
-                        (model, key),
-                    ).fetchone()
-                    if row is not None:
-                        if row[13] is None or row[13] > now:
-                            out.append(_job(row))
-                            continue
-                        # The earlier job expired: the key is free again.
-                        conn.execute("DELETE FROM jobs WHERE id = ?", (row[0],))
-                if max_depth is not None and self._depth_in(conn, model) >= max_depth:
-                    raise queue_full(model, max_depth)
-                job_id = new_job_id(now)
-                conn.execute(
-                    "INSERT INTO jobs (id, model, input, status, attempts, created_at, "
-                    "updated_at, queued_at, due_at, idempotency_key) "
-                    "VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
-                    (job_id, model, payload, now, now, now, now, key),
-                )
-                out.append(Job.new(job_id, model, codec.loads(payload), now, key))
+        for payload, key in items:
+            if key is not None:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS}, expires_at FROM jobs "
+                    "WHERE model = ? AND idempotency_key = ?",
+                    (model, key),
+                ).fetchone()
+                if row is not None:
+                    if row[13] is None or row[13] > now:
+                        out.append(_job(row))
+                        continue
+                    # The earlier job expired: the key is free again.
+                    conn.execute("DELETE FROM jobs WHERE id = ?", (row[0],))
+            if max_depth is not None and self._depth_in(conn, model) >= max_depth:
+                raise queue_full(model, max_depth)
+            job_id = new_job_id(now)
+            conn.execute(
+                "INSERT INTO jobs (id, model, input, status, attempts, created_at, "
+                "updated_at, queued_at, due_at, idempotency_key) "
+                "VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)",
+                (job_id, model, payload, now, now, now, now, key),
+            )
+            out.append(Job.new(job_id, model, codec.loads(payload), now, key))
         return out
 
     async def claim(
@@ -546,6 +593,7 @@ class SqliteQueue:
         if self._closed:
             return
         self._closed = True
+        await self._enqueues.close()
         self._changed.notify()
         if self._watcher is not None:
             self._watcher.cancel()
