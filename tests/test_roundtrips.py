@@ -197,3 +197,41 @@ async def test_a_weight_that_raises_fails_its_own_call_only() -> None:
     store.gate.set()
     done = await asyncio.wait_for(asyncio.gather(lone, bad, good, return_exceptions=True), 5)
     assert done[0] == 0 and isinstance(done[1], TypeError) and done[2] == 20
+
+
+@pytest.mark.parametrize("finish", [False, True])
+async def test_close_cancels_or_finishes_the_round_trip_in_flight(finish: bool) -> None:
+    sent: list[list[int]] = []
+    release: list[asyncio.Event] = []
+
+    async def send(items: list[int]) -> list[int]:
+        sent.append(list(items))
+        release.append(asyncio.Event())
+        await release[-1].wait()  # each round trip waits for the test to let it answer
+        return [10 * i for i in items]
+
+    batcher: RoundTripBatcher[int, int] = RoundTripBatcher(
+        send, failure=lambda exc: StoreDown(repr(exc))
+    )
+    lone = asyncio.create_task(batcher.call(0))
+    await settle()
+    in_flight = [asyncio.create_task(batcher.call(i)) for i in (1, 2)]
+    await settle()
+    release[0].set()
+    assert await lone == 0
+    await settle()
+    assert sent == [[0], [1, 2]]  # the flusher's round trip is out
+    never_sent = asyncio.create_task(batcher.call(3))
+    await settle()
+    closing = asyncio.create_task(batcher.close(finish_in_flight=finish))
+    await settle()
+    release[1].set()
+    await closing
+    done = await asyncio.gather(*in_flight, never_sent, return_exceptions=True)
+    if finish:  # sent, so answered
+        assert done[:2] == [10, 20]
+    else:
+        assert all(isinstance(d, StoreDown) and "BatcherClosed" in str(d) for d in done[:2])
+        assert done[0] is not done[1]  # each waiter its own exception object
+    assert isinstance(done[2], StoreDown) and "BatcherClosed" in str(done[2])
+    assert sent == [[0], [1, 2]]  # 3 was never sent

@@ -18,7 +18,9 @@ dropped from it: nothing is sent for it. One cancelled after has had its call se
 
 Failure: an exception from ``send`` (or a reply with the wrong number of results) reaches
 every waiter of that round trip, as ``failure(exc)``; none hangs. After
-:meth:`RoundTripBatcher.close`, waiters and new calls get ``failure(BatcherClosed())``.
+:meth:`RoundTripBatcher.close`, calls not yet sent and new calls get
+``failure(BatcherClosed())``; the round trip in flight is cancelled, or finished and
+answered (``finish_in_flight=True``, for writes that must not be reported failed when made).
 
 Waiting: a call waits for the round trip in flight when it arrived, then for those ahead
 of it (up to one per call queued before it), then its own. With a healthy store that is a
@@ -81,6 +83,11 @@ class RoundTripBatcher(Generic[T, R]):
             self._inline = True
             try:
                 return (await self._round_trip([item]))[0]
+            except Exception as exc:  # the store's own errors, or a reply not understood
+                mapped = self._failure(exc)
+                if mapped is exc:  # already the caller's error type
+                    raise
+                raise mapped from exc
             finally:
                 self._inline = False
                 self._start_flusher()
@@ -95,15 +102,9 @@ class RoundTripBatcher(Generic[T, R]):
 
     async def _round_trip(self, items: list[T]) -> Sequence[R]:
         self.round_trips += 1
-        try:
-            results = await self._send(items)
-            if len(results) != len(items):
-                raise ValueError(f"{len(results)} results for {len(items)} calls")
-        except Exception as exc:  # the store's own errors, or a reply not understood
-            mapped = self._failure(exc)
-            if mapped is exc:  # already the caller's error type
-                raise
-            raise mapped from exc
+        results = await self._send(items)
+        if len(results) != len(items):
+            raise ValueError(f"{len(results)} results for {len(items)} calls")
         return results
 
     def _next_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
@@ -124,36 +125,45 @@ class RoundTripBatcher(Generic[T, R]):
         return batch
 
     async def _flush(self) -> None:
-        while self._pending:
+        while self._pending and not self._closed:
             batch = self._next_batch()
             if not batch:
                 continue
             try:
                 results = await self._round_trip([item for item, _ in batch])
             except asyncio.CancelledError:
-                _fail(batch, self._failure(BatcherClosed("closed")))
+                self._fail(batch, BatcherClosed("closed"))
                 raise
-            except Exception as exc:
-                _fail(batch, exc)
+            except Exception as exc:  # the store's own errors, or a reply not understood
+                self._fail(batch, exc)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():  # its caller may have been cancelled meanwhile
                     future.set_result(result)
 
-    async def close(self) -> None:
-        """Stop: the round trip of queued calls is cancelled and they, and later calls,
-        fail with ``failure(BatcherClosed())``. A lone call in flight finishes on its own."""
+    def _fail(self, batch: Sequence[tuple[T, asyncio.Future[R]]], exc: Exception) -> None:
+        """Each waiter gets its own ``failure(exc)`` (one shared exception object would
+        collect every waiter's traceback)."""
+        for _, future in batch:
+            if not future.done():
+                mapped = self._failure(exc)
+                if mapped is not exc:
+                    mapped.__cause__ = exc
+                future.set_exception(mapped)
+
+    async def close(self, *, finish_in_flight: bool = False) -> None:
+        """Stop: calls not yet sent, and later calls, fail with ``failure(BatcherClosed())``.
+        The round trip in flight is cancelled (its callers fail the same way), or with
+        ``finish_in_flight=True`` awaited, so its callers get its real answers: a store
+        whose writes must not be reported failed when they were made (a queue) uses that.
+        A lone call in flight from its caller's task finishes on its own either way."""
         self._closed = True
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        # Also the waiters no flush took yet.
-        _fail([(item, f) for item, _, f in self._pending], self._failure(BatcherClosed("closed")))
+        never_sent = [(item, future) for item, _, future in self._pending]
         self._pending = []
-
-
-def _fail(batch: list[tuple[T, asyncio.Future[R]]], error: Exception) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(error)
+        self._fail(never_sent, BatcherClosed("closed"))
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            if not finish_in_flight:
+                flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher

@@ -730,7 +730,7 @@ class RedisQueue:
         if self._closed:
             return
         self._closed = True
-        await self._enqueues.close()
+        await self._enqueues.close(finish_in_flight=True)  # answer what was written
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

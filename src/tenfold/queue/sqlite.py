@@ -150,7 +150,7 @@ class SqliteQueue:
         self._last_purge = -math.inf
         self._closed = False
         # Enqueues made while one is in the database thread go in together: one transaction.
-        self._enqueues: RoundTripBatcher[_EnqueueCall, list[Job] | QueueFull] = RoundTripBatcher(
+        self._enqueues: RoundTripBatcher[_EnqueueCall, list[Job] | TenfoldError] = RoundTripBatcher(
             self._enqueue_round_trip, failure=self._queue_error, name="tenfold-sqlite-enqueue"
         )
 
@@ -203,12 +203,14 @@ class SqliteQueue:
     ) -> Job:
         payload = codec.dumps(input)
         got = await self._enqueues.call((model, [(payload, idempotency_key)], max_depth))
-        if isinstance(got, QueueFull):  # this call's own refusal, not its batch-mates'
+        if isinstance(got, TenfoldError):  # this call's own failure, not its batch-mates'
             raise got
         self._changed.notify()
         return got[0]
 
-    async def _enqueue_round_trip(self, calls: list[_EnqueueCall]) -> list[list[Job] | QueueFull]:
+    async def _enqueue_round_trip(
+        self, calls: list[_EnqueueCall]
+    ) -> list[list[Job] | TenfoldError]:
         return await self._call(self._enqueue_calls_sync, calls)
 
     def _queue_error(self, exc: Exception) -> Exception:
@@ -218,20 +220,27 @@ class SqliteQueue:
             return exc
         return QueueUnavailable(f"sqlite queue {self.path}: {type(exc).__name__}: {exc}")
 
-    def _enqueue_calls_sync(self, calls: list[_EnqueueCall]) -> list[list[Job] | QueueFull]:
+    def _enqueue_calls_sync(self, calls: list[_EnqueueCall]) -> list[list[Job] | TenfoldError]:
         """Enqueues made together, in one transaction (one commit: a group commit), each in
-        its own savepoint so that one refused by ``max_depth`` adds nothing and leaves the
-        others as they would be alone."""
+        its own savepoint: one refused by ``max_depth``, or failed by its own statements,
+        adds nothing and fails alone. An error that ends the transaction itself fails the
+        batch (nothing of it was committed)."""
         conn = self._db()
-        out: list[list[Job] | QueueFull] = []
+        out: list[list[Job] | TenfoldError] = []
         with _immediate(conn):
             for model, items, max_depth in calls:
                 conn.execute("SAVEPOINT enqueue")
                 try:
                     out.append(self._enqueue_in(conn, model, items, max_depth))
-                except QueueFull as exc:
+                except (QueueFull, sqlite3.Error) as exc:
+                    if not conn.in_transaction:  # SQLite rolled it all back: fail the batch
+                        raise
                     conn.execute("ROLLBACK TO enqueue")
-                    out.append(exc)
+                    out.append(
+                        exc
+                        if isinstance(exc, QueueFull)
+                        else QueueUnavailable(f"sqlite queue {self.path}: {exc}")
+                    )
                 conn.execute("RELEASE enqueue")
         return out
 
@@ -593,7 +602,7 @@ class SqliteQueue:
         if self._closed:
             return
         self._closed = True
-        await self._enqueues.close()
+        await self._enqueues.close(finish_in_flight=True)  # answer what was written
         self._changed.notify()
         if self._watcher is not None:
             self._watcher.cancel()
