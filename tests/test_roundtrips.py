@@ -6,6 +6,7 @@ opens, so that which calls share a round trip is decided by the test, not by tim
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -48,6 +49,19 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def held(
+    store: Store, batcher: RoundTripBatcher[int, int], queued: Sequence[int]
+) -> tuple[asyncio.Task[int], list[asyncio.Task[int]]]:
+    """Call 0 goes out alone and is held at the store's gate; ``queued`` calls wait
+    behind it. The test opens the gate."""
+    store.gate.clear()
+    lone = asyncio.create_task(batcher.call(0))
+    await settle()
+    waiting = [asyncio.create_task(batcher.call(i)) for i in queued]
+    await settle()
+    return lone, waiting
+
+
 async def test_a_lone_call_goes_at_once_by_itself() -> None:
     store = Store()
     batcher = make(store)
@@ -60,11 +74,7 @@ async def test_a_lone_call_goes_at_once_by_itself() -> None:
 async def test_calls_made_while_one_is_in_flight_share_the_next_in_order() -> None:
     store = Store()
     batcher = make(store)
-    store.gate.clear()
-    first = asyncio.create_task(batcher.call(0))
-    await settle()
-    rest = [asyncio.create_task(batcher.call(i)) for i in range(1, 30)]
-    await settle()
+    first, rest = await held(store, batcher, range(1, 30))
     assert store.batches == [[0]]  # the rest wait for the round trip in flight
     store.gate.set()
     assert await asyncio.gather(first, *rest) == [10 * i for i in range(30)]
@@ -102,11 +112,7 @@ async def test_a_failed_round_trip_reaches_every_waiter_and_the_next_one_works(
 ) -> None:
     store = Store()
     batcher = make(store)
-    store.gate.clear()
-    first = asyncio.create_task(batcher.call(0))
-    await settle()
-    waiting = [asyncio.create_task(batcher.call(i)) for i in (1, 2, 3)]
-    await settle()
+    first, waiting = await held(store, batcher, (1, 2, 3))
     if broken == "raises":
         store.fail_next = ConnectionError("gone")
         message = "gone"
@@ -130,11 +136,7 @@ async def test_a_failed_round_trip_reaches_every_waiter_and_the_next_one_works(
 async def test_a_cancelled_waiter_is_skipped_and_the_others_answered() -> None:
     store = Store()
     batcher = make(store)
-    store.gate.clear()
-    first = asyncio.create_task(batcher.call(0))
-    await settle()
-    waiting = [asyncio.create_task(batcher.call(i)) for i in (1, 2, 3)]
-    await settle()
+    first, waiting = await held(store, batcher, (1, 2, 3))
     waiting[1].cancel()
     store.gate.set()
     done = await asyncio.gather(first, *waiting, return_exceptions=True)
@@ -146,11 +148,7 @@ async def test_a_cancelled_waiter_is_skipped_and_the_others_answered() -> None:
 async def test_a_cancelled_lone_caller_still_lets_the_queued_calls_go() -> None:
     store = Store()
     batcher = make(store)
-    store.gate.clear()
-    lone = asyncio.create_task(batcher.call(0))
-    await settle()
-    waiting = [asyncio.create_task(batcher.call(i)) for i in (1, 2)]
-    await settle()
+    lone, waiting = await held(store, batcher, (1, 2))
     lone.cancel()
     await settle()
     assert lone.cancelled()
@@ -162,11 +160,7 @@ async def test_a_cancelled_lone_caller_still_lets_the_queued_calls_go() -> None:
 async def test_close_fails_the_queued_calls_and_every_later_one() -> None:
     store = Store()
     batcher = make(store)
-    store.gate.clear()
-    lone = asyncio.create_task(batcher.call(0))
-    await settle()
-    queued = [asyncio.create_task(batcher.call(i)) for i in (1, 2)]
-    await settle()
+    lone, queued = await held(store, batcher, (1, 2))
     await batcher.close()
     outcomes = await asyncio.gather(*queued, return_exceptions=True)
     assert all(isinstance(o, StoreDown) and "BatcherClosed" in str(o) for o in outcomes)
@@ -188,12 +182,7 @@ async def test_a_weight_that_raises_fails_its_own_call_only() -> None:
     batcher: RoundTripBatcher[int, int] = RoundTripBatcher(
         store.send, failure=lambda exc: StoreDown(repr(exc)), weight=weight
     )
-    store.gate.clear()
-    lone = asyncio.create_task(batcher.call(0))
-    await settle()
-    bad = asyncio.create_task(batcher.call(-1))
-    good = asyncio.create_task(batcher.call(2))
-    await settle()
+    lone, (bad, good) = await held(store, batcher, (-1, 2))
     store.gate.set()
     done = await asyncio.wait_for(asyncio.gather(lone, bad, good, return_exceptions=True), 5)
     assert done[0] == 0 and isinstance(done[1], TypeError) and done[2] == 20

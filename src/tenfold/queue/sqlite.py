@@ -159,14 +159,20 @@ class SqliteQueue:
 
     # -- plumbing -------------------------------------------------------------------------
 
+    def _closed_error(self) -> QueueUnavailable:
+        return QueueUnavailable(f"{self!r} is closed")
+
+    def _unavailable(self, exc: Exception) -> QueueUnavailable:
+        return QueueUnavailable(f"sqlite queue {self.path}: {exc}")
+
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
-            raise QueueUnavailable(f"{self!r} is closed")
+            raise self._closed_error()
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
         except sqlite3.Error as exc:
-            raise QueueUnavailable(f"sqlite queue {self.path}: {exc}") from exc
+            raise self._unavailable(exc) from exc
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -215,10 +221,10 @@ class SqliteQueue:
 
     def _queue_error(self, exc: Exception) -> Exception:
         if isinstance(exc, BatcherClosed):
-            return QueueUnavailable(f"{self!r} is closed")
+            return self._closed_error()
         if isinstance(exc, TenfoldError):
             return exc
-        return QueueUnavailable(f"sqlite queue {self.path}: {type(exc).__name__}: {exc}")
+        return self._unavailable(exc)
 
     def _enqueue_calls_sync(self, calls: list[_EnqueueCall]) -> list[list[Job] | TenfoldError]:
         """Enqueues made together, in one transaction (one commit: a group commit), each in
@@ -236,11 +242,7 @@ class SqliteQueue:
                     if not conn.in_transaction:  # SQLite rolled it all back: fail the batch
                         raise
                     conn.execute("ROLLBACK TO enqueue")
-                    out.append(
-                        exc
-                        if isinstance(exc, QueueFull)
-                        else QueueUnavailable(f"sqlite queue {self.path}: {exc}")
-                    )
+                    out.append(exc if isinstance(exc, QueueFull) else self._unavailable(exc))
                 conn.execute("RELEASE enqueue")
         return out
 
